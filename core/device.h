@@ -1,0 +1,38 @@
+// Where a tensor's memory lives. basin has one CUDA device (index 0) and the
+// host; data moves between them only through an explicit Tensor::to(Device).
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+namespace basin {
+
+enum class DeviceType : std::uint8_t { CPU, CUDA };
+
+struct Device {
+  DeviceType type = DeviceType::CPU;
+  int index = 0;
+
+  static Device cpu() { return {DeviceType::CPU, 0}; }
+  // Throws basin::Error when basin was built without CUDA or no GPU is present.
+  static Device cuda(int index = 0);
+  // "cpu", "cuda", "cuda:0"; "auto" is the GPU when there is one, else the CPU.
+  static Device parse(const std::string& name);
+
+  bool is_cpu() const { return type == DeviceType::CPU; }
+  bool is_cuda() const { return type == DeviceType::CUDA; }
+  std::string str() const;
+
+  friend bool operator==(const Device&, const Device&) = default;
+};
+
+// True when this build of basin contains the CUDA backend.
+bool cuda_is_built();
+// True when the CUDA backend is built and at least one GPU is usable.
+bool cuda_is_available();
+// The number of usable GPUs (0 without a driver or device).
+int cuda_device_count();
+// Blocks the host until all queued work on the device is done (no-op on CPU).
+void synchronize(Device device);
+
+}  // namespace basin

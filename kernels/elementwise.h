@@ -1,0 +1,57 @@
+// Elementwise kernels: out[i] = f(in[i]) and out[i] = f(a[i], b[i]).
+//
+// Contract (checked by core/elementwise.cpp, not here): out, in, a and b have
+// the same ndim and sizes (broadcast operands arrive expanded, with stride 0),
+// any strides, and the same floating dtype. out may alias an input exactly
+// (in-place ops), never partially.
+#pragma once
+
+#include "kernels/tensor_arg.h"
+
+namespace basin::kernels {
+
+enum class UnaryOp {
+  Neg,        // -x
+  Exp,        // e^x
+  Log,        // ln x
+  Sqrt,       // sqrt x
+  Abs,        // |x|
+  Sign,       // -1, 0 or 1
+  Relu,       // max(x, 0)
+  Sigmoid,    // 1 / (1 + e^-x)
+  Tanh,       // tanh x
+  Pow,        // x^s.a
+  Clamp,      // min(max(x, s.a), s.b)
+  AddScalar,  // x + s.a
+  MulScalar,  // x * s.a
+};
+
+enum class BinaryOp {
+  Add,              // a + b
+  Sub,              // a - b
+  Mul,              // a * b
+  Div,              // a / b
+  AddScaled,        // a + s.a * b
+  ReluBackward,     // a * (b > 0)             a = grad, b = relu input
+  SigmoidBackward,  // a * b * (1 - b)         a = grad, b = sigmoid output
+  TanhBackward,     // a * (1 - b * b)         a = grad, b = tanh output
+  ClampBackward,    // a * (s.a <= b <= s.b)   a = grad, b = clamp input
+};
+
+// Scalar operands of the ops above (exponent, bounds, factor).
+struct ScalarArgs {
+  double a = 0.0;
+  double b = 0.0;
+};
+
+namespace cpu {
+void unary(UnaryOp op, const TensorArg& out, const TensorArg& in, ScalarArgs s);
+void binary(BinaryOp op, const TensorArg& out, const TensorArg& a, const TensorArg& b, ScalarArgs s);
+}  // namespace cpu
+
+namespace cuda {
+void unary(UnaryOp op, const TensorArg& out, const TensorArg& in, ScalarArgs s);
+void binary(BinaryOp op, const TensorArg& out, const TensorArg& a, const TensorArg& b, ScalarArgs s);
+}  // namespace cuda
+
+}  // namespace basin::kernels
