@@ -10,11 +10,7 @@
 #include <cmath>
 #include <cstdint>
 
-#ifdef __CUDACC__
-#define BASIN_HOST_DEVICE __host__ __device__
-#else
-#define BASIN_HOST_DEVICE
-#endif
+#include "kernels/host_device.h"
 
 namespace basin::kernels {
 

@@ -7,6 +7,7 @@
 #include <cstdint>
 
 #include "core/dtype.h"
+#include "kernels/host_device.h"
 
 namespace basin::kernels {
 
@@ -22,7 +23,7 @@ struct TensorArg {
   std::int64_t strides[kMaxDims] = {};
 
   template <class T>
-  T* ptr() const {
+  BASIN_HOST_DEVICE T* ptr() const {
     return static_cast<T*>(data);
   }
 };
