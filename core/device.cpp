@@ -37,6 +37,13 @@ Device Device::parse(const std::string& name) {
 
 std::string Device::str() const { return is_cpu() ? "cpu" : "cuda:" + std::to_string(index); }
 
+std::string describe(Device device) {
+#if BASIN_WITH_CUDA
+  if (device.is_cuda()) return device.str() + " (" + kernels::cuda::device_description() + ")";
+#endif
+  return device.str();
+}
+
 void synchronize(Device device) {
 #if BASIN_WITH_CUDA
   if (device.is_cuda()) kernels::cuda::synchronize();

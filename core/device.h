@@ -32,6 +32,8 @@ bool cuda_is_built();
 bool cuda_is_available();
 // The number of usable GPUs (0 without a driver or device).
 int cuda_device_count();
+// "cpu", or "cuda:0 (NVIDIA H200, sm_90, 139.8 GiB)".
+std::string describe(Device device);
 // Blocks the host until all queued work on the device is done (no-op on CPU).
 void synchronize(Device device);
 

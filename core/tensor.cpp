@@ -163,6 +163,16 @@ Tensor& Tensor::requires_grad_(bool on) {
 
 Tensor Tensor::grad() const { return checked(impl_).grad; }
 
+void Tensor::set_data(const Tensor& other) const {
+  BASIN_CHECK(is_leaf(), "set_data: only leaf tensors can be re-pointed");
+  const auto& source = checked(other.impl_ptr());
+  impl_->storage = source.storage;
+  impl_->shape = source.shape;
+  impl_->strides = source.strides;
+  impl_->offset = source.offset;
+  impl_->dtype = source.dtype;
+}
+
 void Tensor::set_grad(const Tensor& grad) const {
   BASIN_CHECK(!grad.defined() || grad.shape() == shape(), "set_grad: gradient of shape ", shape_str(grad.shape()),
               " for a tensor of shape ", shape_str(shape()));

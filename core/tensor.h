@@ -78,6 +78,11 @@ class Tensor {
 
   // ---- autograd
   bool requires_grad() const;
+  // Points this tensor at other's data (storage, shape, strides, dtype) while
+  // keeping its identity: every handle to it, and its requires_grad, follow.
+  // Modules use it to move parameters between devices and into the optimizer
+  // arena without invalidating the handles that layers hold.
+  void set_data(const Tensor& other) const;
   // Marks a leaf as a parameter whose gradient backward() accumulates into grad().
   Tensor& requires_grad_(bool on = true);
   Tensor grad() const;           // undefined until a backward pass reaches this leaf

@@ -58,8 +58,8 @@ std::string device_description() {
   BASIN_CUDA_CHECK(cudaGetDeviceProperties(&prop, 0));
   std::ostringstream out;
   out.precision(1);
-  out << prop.name << " (sm_" << prop.major << prop.minor << ", " << std::fixed
-      << static_cast<double>(prop.totalGlobalMem) / (1024.0 * 1024.0 * 1024.0) << " GiB)";
+  out << prop.name << ", sm_" << prop.major << prop.minor << ", " << std::fixed
+      << static_cast<double>(prop.totalGlobalMem) / (1024.0 * 1024.0 * 1024.0) << " GiB";
   return out.str();
 }
 

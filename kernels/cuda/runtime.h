@@ -10,7 +10,7 @@ namespace basin::kernels::cuda {
 
 // Usable GPUs; 0 when there is no driver or no device (never throws).
 int device_count();
-// "NVIDIA H200 (sm_90, 139.8 GiB)"
+// "NVIDIA H200, sm_90, 139.8 GiB"
 std::string device_description();
 
 // Stream-ordered allocation on basin's stream from a pool that keeps freed
