@@ -43,20 +43,23 @@ Shape reduced_shape(const Shape& shape, const Dims& dims, bool keepdim) {
 
 // The input laid out as [outer, reduce, inner], contiguous. When the reduced
 // dims are one consecutive run this is a free view; otherwise they are moved
-// to the end first (one copy).
-Tensor as_reduce_layout(const Tensor& x, const Dims& dims, kernels::ReduceShape& layout) {
+// to the end first (one copy), and `order` receives that permutation (it is
+// left empty when the layout keeps x's dim order).
+Tensor as_reduce_layout(const Tensor& x, const Dims& dims, kernels::ReduceShape& layout, Dims* order = nullptr) {
   const bool consecutive = dims.empty() || dims.back() - dims.front() + 1 == static_cast<std::int64_t>(dims.size());
   Tensor source = x;
   Dims run = dims;
+  if (order) order->clear();
   if (!consecutive) {
-    std::vector<std::int64_t> order;
+    std::vector<std::int64_t> permutation;
     for (std::int64_t d = 0; d < x.dim(); ++d) {
-      if (!std::binary_search(dims.begin(), dims.end(), d)) order.push_back(d);
+      if (!std::binary_search(dims.begin(), dims.end(), d)) permutation.push_back(d);
     }
-    order.insert(order.end(), dims.begin(), dims.end());
-    source = x.permute(order);
+    permutation.insert(permutation.end(), dims.begin(), dims.end());
+    source = x.permute(permutation);
     run.resize(dims.size());
     std::iota(run.begin(), run.end(), x.dim() - static_cast<std::int64_t>(dims.size()));
+    if (order) *order = permutation;
   }
   source = source.contiguous();
   layout = {};
@@ -106,12 +109,72 @@ Tensor reduce_sum(const char* op, const Tensor& x, const Dims& requested, bool k
   });
 }
 
+// max over `dims` (normalized): the values and, for backward and argmax, the
+// int64 index of the first maximum within each group of the layout.
+struct MaxResult {
+  Tensor values;
+  Tensor indices;
+  kernels::ReduceShape layout;
+  Shape source_shape;  // the shape of x as laid out (x's, or permuted)
+  Dims order;          // the permutation applied to x; empty for none
+};
+
+MaxResult max_kernel(const char* op, const Tensor& x, const Dims& dims, bool keepdim) {
+  check_same_floating_dtype(op, {&x});
+  std::int64_t count = 1;
+  for (std::int64_t d : dims) count *= x.shape()[d];
+  BASIN_CHECK(count > 0, op, ": cannot reduce over zero elements (x is ", shape_str(x.shape()), ", reducing dims ",
+              shape_str(dims), ")");
+  MaxResult result;
+  const Tensor source = as_reduce_layout(x.detach(), dims, result.layout, &result.order);
+  result.source_shape = source.shape();
+  const Shape shape = reduced_shape(x.shape(), dims, keepdim);
+  result.values = empty(shape, TensorOptions(x.dtype()).device(x.device()));
+  result.indices = empty(shape, TensorOptions(kInt64).device(x.device()));
+  run_kernel(
+      x.device(),
+      [&] { kernels::cpu::max(arg(result.values), arg(result.indices), arg(source), result.layout); },
+      [&] { kernels::cuda::max(arg(result.values), arg(result.indices), arg(source), result.layout); });
+  return result;
+}
+
+Tensor reduce_max(const Tensor& x, const Dims& requested, bool keepdim) {
+  MaxResult result = max_kernel("max", x, normalize_dims(requested, x.dim(), "max"), keepdim);
+  // The gradient lands on the element each index names (one kernel writes
+  // every element of the layout, zero elsewhere), then the layout's
+  // permutation, if any, is undone.
+  return record("max", result.values, {x},
+                [indices = result.indices, layout = result.layout, source_shape = result.source_shape,
+                 order = result.order](const Tensor& g, const GradNeeds&) {
+                  const Tensor grad_out = g.contiguous();
+                  Tensor grad_in = empty(source_shape, TensorOptions(g.dtype()).device(g.device()));
+                  run_kernel(
+                      g.device(),
+                      [&] { kernels::cpu::max_backward(arg(grad_in), arg(grad_out), arg(indices), layout); },
+                      [&] { kernels::cuda::max_backward(arg(grad_in), arg(grad_out), arg(indices), layout); });
+                  if (order.empty()) return TensorList{grad_in};
+                  Dims inverse(order.size());
+                  for (std::size_t i = 0; i < order.size(); ++i) inverse[order[i]] = static_cast<std::int64_t>(i);
+                  return TensorList{grad_in.permute(inverse)};
+                });
+}
+
 }  // namespace
 
 Tensor sum(const Tensor& x) { return reduce_sum("sum", x, {}, false, false); }
 Tensor sum(const Tensor& x, const Dims& dims, bool keepdim) { return reduce_sum("sum", x, dims, keepdim, false); }
 Tensor mean(const Tensor& x) { return reduce_sum("mean", x, {}, false, true); }
 Tensor mean(const Tensor& x, const Dims& dims, bool keepdim) { return reduce_sum("mean", x, dims, keepdim, true); }
+
+Tensor max(const Tensor& x) { return reduce_max(x, {}, false); }
+Tensor max(const Tensor& x, const Dims& dims, bool keepdim) { return reduce_max(x, dims, keepdim); }
+
+Tensor argmax(const Tensor& x, std::int64_t dim, bool keepdim) {
+  const std::int64_t d = wrap_dim(dim, x.dim(), "argmax");
+  // A scalar has nothing to reduce: its only index is 0.
+  const Dims dims = x.dim() == 0 ? Dims{} : Dims{d};
+  return max_kernel("argmax", x, dims, keepdim).indices;
+}
 
 Tensor sum_to(const Tensor& grad, const Shape& shape) {
   if (grad.shape() == shape) return grad;

@@ -1,10 +1,16 @@
 // Reduction kernels over a contiguous input viewed as [outer, reduce, inner]:
 //
-//   sum:  out[o, i] = scale * sum_r in[o, r, i]
+//   sum:          out[o, i] = scale * sum_r in[o, r, i]
+//   max:          values[o, i]  = max_r in[o, r, i]
+//                 indices[o, i] = the first r where that maximum occurs (int64)
+//   max_backward: grad_in[o, r, i] = r == indices[o, i] ? grad_out[o, i] : 0
 //
-// out is contiguous [outer, inner]. Summation order is fixed by the shape
-// alone, so results are bit-identical from run to run (no atomics).
-// core/reduce.cpp brings any set of reduced dims into this layout.
+// out, values, indices and grad_out are contiguous [outer, inner]; grad_in is
+// contiguous [outer, reduce, inner] and every element of it is written.
+// Summation order is fixed by the shape alone, so results are bit-identical
+// from run to run (no atomics). max propagates NaN: a group holding a NaN
+// gives NaN, and its index is that of the first NaN (as PyTorch). max needs
+// reduce >= 1. core/reduce.cpp brings any set of reduced dims into this layout.
 #pragma once
 
 #include <cstdint>
@@ -21,10 +27,14 @@ struct ReduceShape {
 
 namespace cpu {
 void sum(const TensorArg& out, const TensorArg& in, ReduceShape shape, double scale);
+void max(const TensorArg& values, const TensorArg& indices, const TensorArg& in, ReduceShape shape);
+void max_backward(const TensorArg& grad_in, const TensorArg& grad_out, const TensorArg& indices, ReduceShape shape);
 }  // namespace cpu
 
 namespace cuda {
 void sum(const TensorArg& out, const TensorArg& in, ReduceShape shape, double scale);
+void max(const TensorArg& values, const TensorArg& indices, const TensorArg& in, ReduceShape shape);
+void max_backward(const TensorArg& grad_in, const TensorArg& grad_out, const TensorArg& indices, ReduceShape shape);
 }  // namespace cuda
 
 }  // namespace basin::kernels
