@@ -1,0 +1,328 @@
+// cross_entropy with label smoothing: values, PyTorch fixtures, finite-difference
+// gradients, CUDA-vs-CPU kernel parity (including NaN for bad labels), errors.
+#include <catch2/catch.hpp>
+
+#include <cmath>
+#include <string>
+
+#include "core/autograd.h"
+#include "core/dispatch.h"
+#include "core/elementwise.h"
+#include "core/loss.h"
+#include "core/random.h"
+#include "kernels/loss.h"
+#include "support/compare.h"
+#include "support/cuda.h"
+#include "support/fixtures.h"
+#include "support/gradcheck.h"
+
+using namespace basin;
+using basin::testing::fixture_tensor;
+using basin::testing::gradcheck;
+using basin::testing::relative_error;
+
+namespace {
+
+const std::vector<std::pair<const char*, Reduction>> kReductions = {
+    {"mean", Reduction::Mean}, {"sum", Reduction::Sum}, {"none", Reduction::None}};
+
+bool all_finite(const Tensor& t) {
+  for (double v : t.to_vector<double>()) {
+    if (!std::isfinite(v)) return false;
+  }
+  return true;
+}
+
+// Labels in [0, classes) drawn from the default generator.
+Tensor random_labels(std::int64_t rows, std::int64_t classes, DType dtype) {
+  const std::vector<double> u = rand({rows}, kFloat64).to_vector<double>();
+  std::vector<std::int64_t> labels;
+  for (double v : u) labels.push_back(std::min<std::int64_t>(static_cast<std::int64_t>(v * classes), classes - 1));
+  return from_vector<std::int64_t>(labels, {rows}).to(dtype);
+}
+
+}  // namespace
+
+TEST_CASE("cross_entropy gives the right values", "[cross_entropy]") {
+  const Tensor logits = from_vector<double>({1, 2, 3, -1, 0, 4}, {2, 3});
+  const Tensor labels = from_vector<std::int64_t>({2, 0}, {2});
+  const double lse0 = std::log(std::exp(1.0) + std::exp(2.0) + std::exp(3.0));
+  const double lse1 = std::log(std::exp(-1.0) + std::exp(0.0) + std::exp(4.0));
+  const std::vector<double> plain = cross_entropy(logits, labels, 0.0, Reduction::None).to_vector<double>();
+  CHECK(plain[0] == Approx(lse0 - 3.0).epsilon(1e-14));
+  CHECK(plain[1] == Approx(lse1 + 1.0).epsilon(1e-14));
+  // Smoothing s = 0.3: the target puts 0.7 + 0.1 on the label and 0.1 on the others.
+  const double smoothed0 = lse0 - (0.8 * 3.0 + 0.1 * 1.0 + 0.1 * 2.0);
+  const double smoothed1 = lse1 - (0.8 * -1.0 + 0.1 * 0.0 + 0.1 * 4.0);
+  CHECK(cross_entropy(logits, labels, 0.3, Reduction::Sum).item() == Approx(smoothed0 + smoothed1).epsilon(1e-14));
+  CHECK(cross_entropy(logits, labels, 0.3).item() == Approx((smoothed0 + smoothed1) / 2).epsilon(1e-14));
+  CHECK(cross_entropy(logits, labels.to(kInt32), 0.3).item() == Approx((smoothed0 + smoothed1) / 2).epsilon(1e-14));
+  CHECK(cross_entropy(logits, labels).dim() == 0);
+  CHECK(cross_entropy(logits, labels, 0.0, Reduction::None).shape() == Shape{2});
+
+  // The gradient of the mean is (softmax - target) / N.
+  Tensor x = logits.clone().requires_grad_();
+  cross_entropy(x, labels, 0.3).backward();
+  const std::vector<double> gx = x.grad().to_vector<double>();
+  CHECK(gx[2] == Approx((std::exp(3.0 - lse0) - 0.8) / 2).epsilon(1e-14));
+  CHECK(gx[4] == Approx((std::exp(0.0 - lse1) - 0.1) / 2).epsilon(1e-14));
+}
+
+TEST_CASE("cross_entropy stays finite and exact for large logits", "[cross_entropy]") {
+  for (DType dtype : {kFloat32, kFloat64}) {
+    INFO(dtype_name(dtype));
+    const Tensor logits = from_vector<double>({1000, 0, -1000, -1000, 0, 1000}, {2, 3}, dtype);
+    const Tensor labels = from_vector<std::int64_t>({0, 0}, {2});
+    const std::vector<double> loss = cross_entropy(logits, labels, 0.0, Reduction::None).to_vector<double>();
+    CHECK(loss[0] == 0.0);
+    CHECK(loss[1] == 2000.0);
+    Tensor x = logits.clone().requires_grad_();
+    cross_entropy(x, labels, 0.1, Reduction::Sum).backward();
+    CHECK(all_finite(x.grad()));
+  }
+}
+
+TEST_CASE("cross_entropy CPU kernels write every output element", "[cross_entropy]") {
+  manual_seed(50);
+  const Tensor logits = randn({9, 13}, kFloat64);
+  const Tensor labels = random_labels(9, 13, kInt64);
+  Tensor loss = full({9}, NAN, kFloat64);
+  Tensor lse = full({9}, NAN, kFloat64);
+  kernels::cpu::cross_entropy_forward(arg(loss), arg(lse), arg(logits), arg(labels), 0.1);
+  CHECK(all_finite(loss));
+  CHECK(all_finite(lse));
+  Tensor gx = full({9, 13}, NAN, kFloat64);
+  kernels::cpu::cross_entropy_backward(arg(gx), arg(randn({9}, kFloat64)), 1.0, arg(logits), arg(lse), arg(labels),
+                                       0.1);
+  CHECK(all_finite(gx));
+}
+
+TEST_CASE("cross_entropy matches PyTorch", "[cross_entropy][fixture]") {
+  const TensorMap fixture = testing::load_fixture("core_softmax_ce.safetensors");
+  const Tensor logits = fixture_tensor(fixture, "logits");
+  const Tensor labels = fixture_tensor(fixture, "labels");
+  REQUIRE(labels.dtype() == kInt64);
+  for (const char* smoothing_name : {"0.0", "0.1"}) {
+    const double smoothing = std::stod(smoothing_name);
+    const std::string prefix = std::string("ce_ls") + smoothing_name + "_";
+    for (DType dtype : {kFloat64, kFloat32}) {
+      const double tolerance = dtype == kFloat64 ? 1e-12 : 1e-5;
+      for (DType label_dtype : {kInt64, kInt32}) {
+        for (const auto& [name, reduction] : kReductions) {
+          INFO("smoothing " << smoothing << " " << dtype_name(dtype) << " labels " << dtype_name(label_dtype) << " "
+                            << name);
+          const Tensor expected = fixture_tensor(fixture, prefix + name);
+          const Tensor got = cross_entropy(logits.to(dtype), labels.to(label_dtype), smoothing, reduction);
+          REQUIRE(got.shape() == expected.shape());
+          CHECK(relative_error(got, expected) <= tolerance);
+        }
+        INFO("gradient of the mean");
+        Tensor x = logits.to(dtype).detach().requires_grad_();
+        cross_entropy(x, labels.to(label_dtype), smoothing).backward();
+        CHECK(relative_error(x.grad(), fixture_tensor(fixture, prefix + "grad_mean")) <= tolerance);
+      }
+    }
+  }
+}
+
+TEST_CASE("cross_entropy matches finite differences", "[cross_entropy][gradcheck]") {
+  manual_seed(51);
+  const Tensor logits = mul(randn({5, 7}, kFloat64), 2.0);
+  const Tensor labels = random_labels(5, 7, kInt64);
+  for (double smoothing : {0.0, 0.1}) {
+    for (const auto& [name, reduction] : kReductions) {
+      const auto result = gradcheck(
+          [&, reduction = reduction](const auto& v) { return cross_entropy(v[0], labels, smoothing, reduction); },
+          {logits});
+      INFO("smoothing " << smoothing << " " << name << ": " << result.report);
+      CHECK(result.ok);
+      CHECK(result.compared == logits.numel());
+    }
+  }
+  // Through a non-contiguous view of the logits.
+  const auto result = gradcheck([&](const auto& v) { return cross_entropy(v[0].t(), labels, 0.1, Reduction::Mean); },
+                                {logits.t().contiguous()});
+  INFO("transposed: " << result.report);
+  CHECK(result.ok);
+}
+
+TEST_CASE("cross_entropy CUDA kernels match the CPU kernels", "[cross_entropy][cuda]") {
+  BASIN_REQUIRE_CUDA();
+  manual_seed(52);
+  // C = 10, 100 and 1001 run the forward with blocks of 32, 128 and 256
+  // threads; 70001 rows are more than the row grid holds, so blocks loop.
+  const std::vector<std::pair<std::int64_t, std::int64_t>> shapes = {{37, 10}, {37, 100}, {37, 1001}, {70001, 3}};
+  for (const auto& [rows, classes] : shapes) {
+    for (DType dtype : {kFloat32, kFloat64}) {
+      for (DType label_dtype : {kInt32, kInt64}) {
+        for (double smoothing : {0.0, 0.1}) {
+          INFO("N " << rows << " C " << classes << " " << dtype_name(dtype) << " labels " << dtype_name(label_dtype)
+                    << " smoothing " << smoothing);
+          const double tolerance = dtype == kFloat32 ? 1e-6 : 1e-12;
+          const auto gpu = TensorOptions(dtype).device(Device::cuda());
+          const Tensor logits = mul(randn({rows, classes}, dtype), 4.0);
+          const Tensor labels = random_labels(rows, classes, label_dtype);
+          const Tensor logits_gpu = logits.to(Device::cuda());
+          const Tensor labels_gpu = labels.to(Device::cuda());
+
+          Tensor loss = full({rows}, NAN, dtype);
+          Tensor lse = full({rows}, NAN, kFloat64);
+          Tensor loss_gpu = full({rows}, NAN, gpu);
+          Tensor lse_gpu = full({rows}, NAN, TensorOptions(kFloat64).device(Device::cuda()));
+          kernels::cpu::cross_entropy_forward(arg(loss), arg(lse), arg(logits), arg(labels), smoothing);
+          run_kernel(
+              Device::cuda(), [] {},
+              [&] {
+                kernels::cuda::cross_entropy_forward(arg(loss_gpu), arg(lse_gpu), arg(logits_gpu), arg(labels_gpu),
+                                                     smoothing);
+              });
+          REQUIRE(all_finite(loss_gpu));
+          REQUIRE(all_finite(lse_gpu));
+          CHECK(relative_error(loss_gpu, loss) <= tolerance);
+          // In float32 the exponentials are float (CUDA's expf and the host's
+          // differ by an ulp or two), so lse agrees to the element type's accuracy.
+          CHECK(relative_error(lse_gpu, lse) <= tolerance);
+
+          // Backward from the same saved logsumexp, with a per-row upstream
+          // gradient and with a scalar one expanded to stride 0 (mean).
+          const Tensor lse_same = lse.to(Device::cuda());
+          const Tensor per_row = randn({rows}, dtype);
+          const Tensor scalar = full({1}, 1.7, dtype);
+          struct Upstream {
+            Tensor cpu, cuda;
+            double scale;
+          };
+          const std::vector<Upstream> upstreams = {
+              {per_row, per_row.to(Device::cuda()), 1.0},
+              {scalar.expand({rows}), scalar.to(Device::cuda()).expand({rows}), 1.0 / static_cast<double>(rows)},
+          };
+          for (const Upstream& upstream : upstreams) {
+            INFO("upstream stride " << upstream.cuda.strides()[0]);
+            Tensor gx = full({rows, classes}, NAN, dtype);
+            Tensor gx_gpu = full({rows, classes}, NAN, gpu);
+            kernels::cpu::cross_entropy_backward(arg(gx), arg(upstream.cpu), upstream.scale, arg(logits), arg(lse),
+                                                 arg(labels), smoothing);
+            run_kernel(
+                Device::cuda(), [] {},
+                [&] {
+                  kernels::cuda::cross_entropy_backward(arg(gx_gpu), arg(upstream.cuda), upstream.scale,
+                                                        arg(logits_gpu), arg(lse_same), arg(labels_gpu), smoothing);
+                });
+            REQUIRE(all_finite(gx_gpu));
+            CHECK(relative_error(gx_gpu, gx) <= tolerance);
+          }
+        }
+      }
+    }
+  }
+}
+
+TEST_CASE("cross_entropy on CUDA matches the CPU through autograd", "[cross_entropy][cuda]") {
+  BASIN_REQUIRE_CUDA();
+  manual_seed(53);
+  for (DType dtype : {kFloat32, kFloat64}) {
+    const Tensor logits = mul(randn({37, 101}, dtype), 3.0);
+    const Tensor labels = random_labels(37, 101, kInt64);
+    for (const auto& [name, reduction] : kReductions) {
+      INFO(dtype_name(dtype) << " " << name);
+      const double tolerance = dtype == kFloat32 ? 1e-6 : 1e-12;
+      Tensor x = logits.clone().requires_grad_();
+      Tensor x_gpu = logits.to(Device::cuda()).requires_grad_();
+      const Tensor expected = cross_entropy(x, labels, 0.1, reduction);
+      const Tensor got = cross_entropy(x_gpu, labels.to(Device::cuda()), 0.1, reduction);
+      CHECK(got.device().is_cuda());
+      CHECK(relative_error(got, expected) <= tolerance);
+      const Tensor upstream = randn(expected.shape(), dtype);
+      expected.backward(upstream);
+      got.backward(upstream.to(Device::cuda()));
+      CHECK(relative_error(x_gpu.grad(), x.grad()) <= tolerance);
+    }
+  }
+}
+
+TEST_CASE("cross_entropy on CUDA turns a bad label into NaN for its row", "[cross_entropy][cuda]") {
+  BASIN_REQUIRE_CUDA();
+  manual_seed(54);
+  const std::int64_t rows = 37, classes = 10;
+  for (DType label_dtype : {kInt32, kInt64}) {
+    INFO(dtype_name(label_dtype));
+    const Tensor logits = randn({rows, classes}, kFloat32);
+    std::vector<std::int64_t> good = random_labels(rows, classes, kInt64).to_vector<std::int64_t>();
+    std::vector<std::int64_t> bad = good;
+    bad[3] = classes;  // one past the end
+    bad[20] = -1;
+    const Tensor bad_gpu = from_vector<std::int64_t>(bad, {rows}).to(label_dtype).to(Device::cuda());
+    const Tensor good_labels = from_vector<std::int64_t>(good, {rows});
+
+    const std::vector<double> expected = cross_entropy(logits, good_labels, 0.1, Reduction::None).to_vector<double>();
+    Tensor x_gpu = logits.to(Device::cuda()).requires_grad_();
+    const Tensor losses = cross_entropy(x_gpu, bad_gpu, 0.1, Reduction::None);
+    const std::vector<double> got = losses.to_vector<double>();
+    for (std::int64_t n = 0; n < rows; ++n) {
+      INFO("row " << n);
+      if (n == 3 || n == 20) {
+        CHECK(std::isnan(got[n]));
+      } else {
+        CHECK(got[n] == Approx(expected[n]).epsilon(1e-5).margin(1e-6));
+      }
+    }
+    CHECK(std::isnan(cross_entropy(logits.to(Device::cuda()), bad_gpu, 0.0, Reduction::Mean).item()));
+    CHECK(std::isnan(cross_entropy(logits.to(Device::cuda()), bad_gpu, 0.0, Reduction::Sum).item()));
+
+    // Gradient: the bad rows are NaN throughout, the others are finite.
+    losses.backward(ones({rows}, TensorOptions(kFloat32).device(Device::cuda())));
+    const std::vector<double> grad = x_gpu.grad().to_vector<double>();
+    for (std::int64_t n = 0; n < rows; ++n) {
+      for (std::int64_t c = 0; c < classes; ++c) {
+        const double v = grad[n * classes + c];
+        if (n == 3 || n == 20) {
+          CHECK(std::isnan(v));
+        } else {
+          CHECK(std::isfinite(v));
+        }
+      }
+    }
+  }
+}
+
+TEST_CASE("cross_entropy rejects logits and labels on different devices", "[cross_entropy][cuda][errors]") {
+  BASIN_REQUIRE_CUDA();
+  const Tensor logits = zeros({2, 3}, TensorOptions(kFloat32).device(Device::cuda()));
+  CHECK_THROWS_WITH(cross_entropy(logits, zeros({2}, kInt64)),
+                    Catch::Contains("cross_entropy: tensors are on different devices"));
+}
+
+TEST_CASE("cross_entropy rejects bad input with clear errors", "[cross_entropy][errors]") {
+  const Tensor logits = zeros({4, 10});
+  const Tensor labels = from_vector<std::int64_t>({1, 2, 3, 4}, {4});
+  CHECK_THROWS_WITH(cross_entropy(logits, from_vector<std::int64_t>({1, 2, 3, 10}, {4})),
+                    Catch::Contains("cross_entropy: label 10 in row 3 is out of range for 10 classes"));
+  CHECK_THROWS_WITH(cross_entropy(logits, from_vector<std::int32_t>({-1, 2, 3, 4}, {4})),
+                    Catch::Contains("cross_entropy: label -1 in row 0 is out of range for 10 classes"));
+  CHECK_THROWS_WITH(cross_entropy(zeros({10}), labels),
+                    Catch::Contains("cross_entropy: logits must be 2-D [N, C], got shape [10]"));
+  CHECK_THROWS_WITH(cross_entropy(zeros({4, 10, 2}), labels),
+                    Catch::Contains("cross_entropy: logits must be 2-D [N, C], got shape [4, 10, 2]"));
+  CHECK_THROWS_WITH(
+      cross_entropy(logits, labels.reshape({2, 2})),
+      Catch::Contains("cross_entropy: labels must be 1-D of length 4 to match logits [4, 10], got shape [2, 2]"));
+  CHECK_THROWS_WITH(
+      cross_entropy(logits, labels.slice(0, 0, 3)),
+      Catch::Contains("cross_entropy: labels must be 1-D of length 4 to match logits [4, 10], got shape [3]"));
+  CHECK_THROWS_WITH(cross_entropy(logits, zeros({4})),
+                    Catch::Contains("cross_entropy: labels must be int32 or int64, got float32"));
+  CHECK_THROWS_WITH(cross_entropy(zeros({4, 10}, kInt64), labels),
+                    Catch::Contains("cross_entropy: expected a floating tensor, got int64"));
+  CHECK_THROWS_WITH(cross_entropy(logits, labels, -0.1),
+                    Catch::Contains("cross_entropy: label_smoothing must be in [0, 1], got -0.1"));
+  CHECK_THROWS_WITH(cross_entropy(logits, labels, 1.5),
+                    Catch::Contains("cross_entropy: label_smoothing must be in [0, 1], got 1.5"));
+  CHECK_THROWS_WITH(cross_entropy(logits, labels, NAN),
+                    Catch::Contains("cross_entropy: label_smoothing must be in [0, 1]"));
+  CHECK_THROWS_WITH(cross_entropy(zeros({0, 10}), zeros({0}, kInt64)),
+                    Catch::Contains("cross_entropy: the mean over an empty batch is undefined"));
+  CHECK_THROWS_WITH(cross_entropy(zeros({4, 0}), labels),
+                    Catch::Contains("cross_entropy: logits [4, 0] have no classes"));
+  // s = 1 is allowed: the target is uniform and the label no longer matters.
+  CHECK(cross_entropy(logits, labels, 1.0).item() == Approx(std::log(10.0)).epsilon(1e-6));
+}
