@@ -1,18 +1,16 @@
 #include "core/error.h"
 
-#include <cstring>
+#include <string_view>
 
 namespace basin::detail {
 
 [[noreturn]] void throw_error(const char* file, int line, const std::string& message) {
-  // Keep only the path below the source root: "core/tensor.cpp", not the build machine's layout.
-  const char* shown = file;
-  for (const char* room : {"core/", "kernels/", "nn/", "optim/", "data/", "apps/"}) {
-    if (const char* found = std::strstr(file, room)) {
-      shown = found;
-      break;
-    }
-  }
+  // Show paths below the source root ("core/tensor.cpp"), not the build machine's layout.
+  std::string_view shown = file;
+#ifdef BASIN_SOURCE_DIR
+  constexpr std::string_view root = BASIN_SOURCE_DIR "/";
+  if (shown.substr(0, root.size()) == root) shown.remove_prefix(root.size());
+#endif
   throw Error(concat(message, " (", shown, ":", line, ")"));
 }
 
