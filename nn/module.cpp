@@ -110,10 +110,7 @@ void Module::apply(const std::function<void(Module&)>& fn) {
 }
 
 void Module::train(bool on) {
-  apply([on](Module& m) {
-    m.training_ = on;
-    m.on_mode_change();
-  });
+  apply([on](Module& m) { m.training_ = on; });
 }
 
 void Module::to(Device device) {
@@ -163,6 +160,7 @@ void Module::load_state_dict(const TensorMap& state) {
               (mismatched.empty() ? "" : "; wrong shape: " + join(mismatched)));
   NoGradGuard no_grad;
   for (const auto& [name, tensor] : own) tensor.detach().copy_(state.at(name));
+  apply([](Module& m) { m.on_state_loaded(); });
 }
 
 std::int64_t parameter_count(const Module& module) {

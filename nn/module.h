@@ -77,8 +77,8 @@ class Module {
   std::string summary(const Tensor& input = Tensor());
 
  protected:
-  // Called by train(); layers whose behaviour depends on the mode may override.
-  virtual void on_mode_change() {}
+  // Called on every module after load_state_dict() wrote new values.
+  virtual void on_state_loaded() {}
 
  private:
   void add_child(const std::string& name, ModulePtr module);
