@@ -133,6 +133,12 @@ Tensor abs(const Tensor& x) {
 
 Tensor sign(const Tensor& x) { return run_unary("sign", UnaryOp::Sign, x.detach()); }
 
+Tensor eq(const Tensor& a, const Tensor& b) {
+  // Integers compare exactly as float64 up to 2^53: labels and indices always do.
+  const DType dtype = is_floating(a.dtype()) ? a.dtype() : kFloat64;
+  return run_binary("eq", BinaryOp::Equal, a.detach().to(dtype), b.detach().to(dtype));
+}
+
 Tensor relu(const Tensor& x) {
   Tensor out = run_unary("relu", UnaryOp::Relu, x);
   return record("relu", out, {x}, [x_ = x.detach()](const Tensor& g, const GradNeeds&) {

@@ -26,6 +26,9 @@ Tensor sigmoid(const Tensor& x);
 Tensor tanh(const Tensor& x);
 Tensor clamp(const Tensor& x, double min, double max);  // gradient 1 inside [min, max], else 0
 Tensor sign(const Tensor& x);  // not differentiable: no graph is recorded
+// 1 where a == b, else 0, in a's floating dtype (integer inputs, such as
+// argmax indices and labels, compare as float64). Not differentiable.
+Tensor eq(const Tensor& a, const Tensor& b);
 
 inline Tensor operator+(const Tensor& a, const Tensor& b) { return add(a, b); }
 inline Tensor operator-(const Tensor& a, const Tensor& b) { return sub(a, b); }

@@ -32,6 +32,7 @@ enum class BinaryOp {
   Mul,              // a * b
   Div,              // a / b
   AddScaled,        // a + s.a * b
+  Equal,            // 1 where a == b, else 0
   ReluBackward,     // a * (b > 0)             a = grad, b = relu input
   SigmoidBackward,  // a * b * (1 - b)         a = grad, b = sigmoid output
   TanhBackward,     // a * (1 - b * b)         a = grad, b = tanh output

@@ -38,6 +38,7 @@ T apply_binary(BinaryOp op, T a, T b, ScalarArgs s) {
     case BinaryOp::Mul: return a * b;
     case BinaryOp::Div: return a / b;
     case BinaryOp::AddScaled: return a + static_cast<T>(s.a) * b;
+    case BinaryOp::Equal: return a == b ? T(1) : T(0);
     case BinaryOp::ReluBackward: return b > T(0) ? a : T(0);
     case BinaryOp::SigmoidBackward: return a * b * (T(1) - b);
     case BinaryOp::TanhBackward: return a * (T(1) - b * b);

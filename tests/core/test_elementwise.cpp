@@ -120,6 +120,23 @@ TEST_CASE("broadcasting follows NumPy rules", "[elementwise]") {
   CHECK(c.to_vector<double>() == std::vector<double>{11, 21, 12, 22, 13, 23});
 }
 
+TEST_CASE("eq compares floating and integer tensors", "[elementwise]") {
+  const Tensor a = from_vector<std::int64_t>({3, 1, 4, 1}, {4});
+  const Tensor b = from_vector<std::int64_t>({3, 2, 4, 0}, {4});
+  const Tensor e = eq(a, b);
+  CHECK(e.dtype() == kFloat64);
+  CHECK(e.to_vector<double>() == std::vector<double>{1, 0, 1, 0});
+  CHECK(eq(from_vector<float>({1.5f, 2.0f}, {2}), full({1}, 2.0)).to_vector<float>() == std::vector<float>{0, 1});
+  CHECK_FALSE(eq(ones({2}).requires_grad_(), ones({2})).requires_grad());
+}
+
+TEST_CASE("eq runs on CUDA", "[elementwise][cuda]") {
+  BASIN_REQUIRE_CUDA();
+  const Tensor a = from_vector<std::int64_t>({3, 1, 4, 1, 5}, {5}).to(Device::cuda());
+  const Tensor b = from_vector<std::int64_t>({3, 2, 4, 0, 5}, {5}).to(Device::cuda());
+  CHECK(eq(a, b).to_vector<double>() == std::vector<double>{1, 0, 1, 0, 1});
+}
+
 TEST_CASE("elementwise ops reject mismatched inputs with clear errors", "[elementwise][errors]") {
   const Tensor a = zeros({2, 3});
   CHECK_THROWS_WITH(add(a, zeros({4})), Catch::Contains("add: shapes [2, 3] and [4] cannot be broadcast"));

@@ -1,0 +1,108 @@
+// basin-train: trains a CIFAR model with SGD, SAM or ASAM. See README.md
+// ("Training on CIFAR") and `basin-train --help`.
+#include <CLI/CLI.hpp>
+
+#include <csignal>
+#include <fstream>
+#include <iterator>
+#include <cstdio>
+#include <iostream>
+
+#include "apps/trainer.h"
+#include "core/error.h"
+#include "nn/models/models.h"
+
+namespace {
+
+void on_interrupt(int) {
+  // The first Ctrl-C finishes the current step and saves; a second one ends the process at once.
+  basin::apps::stop_requested().store(true);
+  std::signal(SIGINT, SIG_DFL);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  using basin::apps::TrainConfig;
+  TrainConfig c;
+  std::string eval_checkpoint;
+  bool summary = false;
+  bool no_augment = false, no_shuffle = false;
+
+  CLI::App app{"basin-train: CIFAR-10/100 training with SGD, SAM or ASAM"};
+  app.get_formatter()->column_width(34);
+  app.add_option("--dataset", c.dataset, "cifar10 or cifar100")->capture_default_str();
+  app.add_option("--data-dir", c.data_dir, "folder with the binary CIFAR files (scripts/download-cifar.sh fetches them)")
+      ->capture_default_str();
+  app.add_option("--model", c.model, "resnet18, wrn16-8, wrn28-10, resnet20/32/44/56/110, cnn-small")
+      ->capture_default_str();
+  app.add_option("--optimizer", c.optimizer, "sgd, sam or asam")->capture_default_str();
+  app.add_option("--rho", c.rho, "neighbourhood size (default: 0.05 for SAM, 0.5 for ASAM)");
+  app.add_option("--eta", c.eta, "ASAM: T = |w| + eta")->capture_default_str();
+  app.add_option("--lr", c.lr, "peak learning rate")->capture_default_str();
+  app.add_option("--momentum", c.momentum, "SGD momentum")->capture_default_str();
+  app.add_option("--weight-decay", c.weight_decay, "L2 weight decay (in the base optimizer)")->capture_default_str();
+  app.add_flag("--nesterov", c.nesterov, "Nesterov momentum");
+  app.add_option("--epochs", c.epochs, "training epochs")->capture_default_str();
+  app.add_option("--batch-size", c.batch_size, "images per step")->capture_default_str();
+  app.add_option("--schedule", c.schedule, "learning-rate schedule: constant, step (x0.1 at 50% and 75%) or cosine")
+      ->capture_default_str();
+  app.add_option("--warmup-epochs", c.warmup_epochs, "linear warmup before the schedule")->capture_default_str();
+  app.add_option("--label-smoothing", c.label_smoothing, "cross-entropy label smoothing")->capture_default_str();
+  app.add_flag("--cutout,!--no-cutout", c.cutout, "16x16 cutout in the augmentation (default on)");
+  app.add_flag("--no-augment", no_augment, "no crop, flip or cutout: normalization only");
+  app.add_option("--device", c.device, "auto, cuda or cpu")->capture_default_str();
+  app.add_option("--seed", c.seed, "seed for weights, data order, augmentation and dropout")->capture_default_str();
+  app.add_option("--out", c.out, "run folder: config.json, metrics.jsonl, checkpoint.safetensors")
+      ->capture_default_str();
+  app.add_flag("--resume", c.resume, "continue the run in --out from its checkpoint");
+  app.add_option("--eval", eval_checkpoint, "evaluate a checkpoint (or weights) on the test set and exit");
+  app.add_option("--init", c.init, "start from these weights (safetensors with the PyTorch model's names)");
+  app.add_flag("--no-shuffle", no_shuffle, "visit the training set in file order");
+  app.add_option("--train-subset", c.train_subset, "train on the first N images (0: all)")->capture_default_str();
+  app.add_option("--test-subset", c.test_subset, "test on the first N images (0: all)")->capture_default_str();
+  app.add_flag("--summary", summary, "print the model summary and exit");
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
+  c.augment = !no_augment;
+  c.shuffle = !no_shuffle;
+
+  try {
+    if (app.count("--rho")) BASIN_CHECK(c.rho > 0.0, "--rho must be positive, got ", c.rho);
+    if (summary) {
+      basin::nn::ModulePtr model = basin::nn::create_model(c.model, c.dataset == "cifar100" ? 100 : 10);
+      std::cout << model->summary(basin::zeros({1, 3, 32, 32}));
+      return 0;
+    }
+    if (c.resume) {
+      // Continue with the run's own configuration; only the length of the run
+      // and the device may change.
+      const std::string path = c.out + "/config.json";
+      std::ifstream file(path);
+      BASIN_CHECK(file.good(), "--resume: no run in ", c.out, " (", path, " not found)");
+      const std::string text((std::istreambuf_iterator<char>(file)), std::istreambuf_iterator<char>());
+      TrainConfig saved = TrainConfig::from_json(text);
+      if (app.count("--epochs")) saved.epochs = c.epochs;
+      if (app.count("--device")) saved.device = c.device;
+      if (app.count("--data-dir")) saved.data_dir = c.data_dir;
+      saved.out = c.out;
+      saved.resume = true;
+      c = saved;
+    }
+    c.validate();
+    auto [train_set, test_set] = basin::apps::load_datasets(c);
+    if (!eval_checkpoint.empty()) {
+      basin::apps::evaluate_checkpoint(c, eval_checkpoint, test_set, std::cout);
+      return 0;
+    }
+    std::signal(SIGINT, on_interrupt);
+    const auto result = basin::apps::train(c, train_set, test_set, std::cout);
+    return result.interrupted ? 130 : 0;
+  } catch (const std::exception& e) {
+    std::cerr << "basin-train: error: " << e.what() << "\n";
+    return 1;
+  }
+}

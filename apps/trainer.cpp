@@ -1,0 +1,492 @@
+#include "apps/trainer.h"
+
+#include <unistd.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <iomanip>
+#include <iostream>
+#include <nlohmann/json.hpp>
+#include <ostream>
+#include <sstream>
+
+#include "core/autograd.h"
+#include "core/elementwise.h"
+#include "core/loss.h"
+#include "core/random.h"
+#include "core/reduce.h"
+#include "core/serialization.h"
+#include "data/cifar.h"
+#include "data/loader.h"
+#include "nn/loss.h"
+#include "nn/models/models.h"
+#include "optim/sam.h"
+#include "optim/schedule.h"
+#include "optim/sgd.h"
+
+namespace basin::apps {
+
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+using json = nlohmann::json;
+
+// ---------------------------------------------------------------- configuration
+
+double TrainConfig::effective_rho() const {
+  if (rho >= 0.0) return rho;
+  return optimizer == "asam" ? 0.5 : 0.05;
+}
+
+void TrainConfig::validate() const {
+  BASIN_CHECK(dataset == "cifar10" || dataset == "cifar100", "--dataset must be cifar10 or cifar100, got '", dataset,
+              "'");
+  BASIN_CHECK(optimizer == "sgd" || optimizer == "sam" || optimizer == "asam",
+              "--optimizer must be sgd, sam or asam, got '", optimizer, "'");
+  BASIN_CHECK(schedule == "constant" || schedule == "step" || schedule == "cosine",
+              "--schedule must be constant, step or cosine, got '", schedule, "'");
+  BASIN_CHECK(std::isfinite(lr) && lr > 0.0, "--lr must be positive, got ", lr);
+  BASIN_CHECK(momentum >= 0.0 && momentum < 1.0, "--momentum must be in [0, 1), got ", momentum);
+  BASIN_CHECK(weight_decay >= 0.0, "--weight-decay must be non-negative, got ", weight_decay);
+  BASIN_CHECK(!nesterov || momentum > 0.0, "--nesterov needs --momentum > 0");
+  BASIN_CHECK(rho != 0.0, "--rho must be positive, got ", rho);  // negative: the optimizer's default
+  BASIN_CHECK(eta >= 0.0, "--eta must be non-negative, got ", eta);
+  BASIN_CHECK(epochs > 0, "--epochs must be positive, got ", epochs);
+  BASIN_CHECK(batch_size > 0, "--batch-size must be positive, got ", batch_size);
+  BASIN_CHECK(warmup_epochs >= 0.0 && warmup_epochs <= static_cast<double>(epochs),
+              "--warmup-epochs must be in [0, epochs], got ", warmup_epochs);
+  BASIN_CHECK(label_smoothing >= 0.0 && label_smoothing < 1.0, "--label-smoothing must be in [0, 1), got ",
+              label_smoothing);
+  BASIN_CHECK(train_subset >= 0 && test_subset >= 0, "--train-subset and --test-subset must be non-negative");
+  Device::parse(device);  // throws on an unknown device, or cuda without a GPU
+  nn::check_model_name(model);
+}
+
+std::string TrainConfig::to_json() const {
+  json j = {{"dataset", dataset},     {"data_dir", data_dir},
+            {"model", model},         {"optimizer", optimizer},
+            {"rho", effective_rho()}, {"eta", eta},
+            {"lr", lr},               {"momentum", momentum},
+            {"weight_decay", weight_decay}, {"nesterov", nesterov},
+            {"epochs", epochs},       {"batch_size", batch_size},
+            {"schedule", schedule},   {"warmup_epochs", warmup_epochs},
+            {"label_smoothing", label_smoothing}, {"cutout", cutout},
+            {"augment", augment},     {"device", device},
+            {"seed", seed},           {"out", out},
+            {"init", init},           {"shuffle", shuffle},
+            {"train_subset", train_subset}, {"test_subset", test_subset}};
+  return j.dump(2);
+}
+
+TrainConfig TrainConfig::from_json(const std::string& text) {
+  TrainConfig c;
+  json j;
+  try {
+    j = json::parse(text);
+  } catch (const json::exception& e) {
+    BASIN_FAIL("configuration is not valid JSON: ", e.what());
+  }
+  auto read = [&j](const char* key, auto& field) {
+    if (j.contains(key)) field = j.at(key).get<std::decay_t<decltype(field)>>();
+  };
+  read("dataset", c.dataset);
+  read("data_dir", c.data_dir);
+  read("model", c.model);
+  read("optimizer", c.optimizer);
+  read("rho", c.rho);
+  read("eta", c.eta);
+  read("lr", c.lr);
+  read("momentum", c.momentum);
+  read("weight_decay", c.weight_decay);
+  read("nesterov", c.nesterov);
+  read("epochs", c.epochs);
+  read("batch_size", c.batch_size);
+  read("schedule", c.schedule);
+  read("warmup_epochs", c.warmup_epochs);
+  read("label_smoothing", c.label_smoothing);
+  read("cutout", c.cutout);
+  read("augment", c.augment);
+  read("device", c.device);
+  read("seed", c.seed);
+  read("out", c.out);
+  read("init", c.init);
+  read("shuffle", c.shuffle);
+  read("train_subset", c.train_subset);
+  read("test_subset", c.test_subset);
+  return c;
+}
+
+std::string EpochMetrics::to_json() const {
+  json j = {{"epoch", epoch},
+            {"train_loss", train_loss},
+            {"train_accuracy", train_accuracy},
+            {"test_loss", test_loss},
+            {"test_accuracy", test_accuracy},
+            {"lr", lr},
+            {"epoch_seconds", seconds},
+            {"images_per_second", images_per_second},
+            {"peak_memory_bytes", peak_memory_bytes}};
+  return j.dump();
+}
+
+std::atomic<bool>& stop_requested() {
+  static std::atomic<bool> flag{false};
+  return flag;
+}
+
+// ---------------------------------------------------------------- data
+
+std::pair<data::Dataset, data::Dataset> load_datasets(const TrainConfig& config) {
+  data::Dataset train_set, test_set;
+  if (config.dataset == "cifar10") {
+    train_set = data::load_cifar10(config.data_dir, true);
+    test_set = data::load_cifar10(config.data_dir, false);
+  } else {
+    train_set = data::load_cifar100(config.data_dir, true);
+    test_set = data::load_cifar100(config.data_dir, false);
+  }
+  if (config.train_subset > 0) train_set = train_set.head(std::min(config.train_subset, train_set.size()));
+  if (config.test_subset > 0) test_set = test_set.head(std::min(config.test_subset, test_set.size()));
+  return {std::move(train_set), std::move(test_set)};
+}
+
+namespace {
+
+// ---------------------------------------------------------------- checkpoints
+//
+// One safetensors file: the model's tensors under their own (PyTorch) names,
+// the optimizer's under "optimizer.", and the progress as string metadata.
+
+constexpr const char* kOptimizerPrefix = "optimizer.";
+
+struct Progress {
+  std::int64_t epoch = 0;        // epochs completed
+  std::int64_t batch = 0;        // batches done in the next epoch (an interrupted one)
+  std::int64_t global_step = 0;  // optimizer steps so far
+};
+
+void save_checkpoint(const fs::path& path, const nn::Module& model, const optim::Optimizer& optimizer,
+                     const TrainConfig& config, const Progress& progress) {
+  TensorMap tensors = model.state_dict();
+  for (const auto& [name, tensor] : optimizer.state_dict()) tensors[kOptimizerPrefix + name] = tensor;
+  const Generator& rng = default_generator();
+  save_safetensors(path.string(), tensors,
+                   {{"format", "basin-checkpoint-1"},
+                    {"epoch", std::to_string(progress.epoch)},
+                    {"batch", std::to_string(progress.batch)},
+                    {"global_step", std::to_string(progress.global_step)},
+                    {"rng_seed", std::to_string(rng.seed())},
+                    {"rng_offset", std::to_string(rng.offset())},
+                    {"config", config.to_json()}});
+}
+
+// The model's tensors of a checkpoint or of a plain weights file.
+TensorMap model_tensors(const TensorMap& file) {
+  TensorMap out;
+  for (const auto& [name, tensor] : file) {
+    if (name.rfind(kOptimizerPrefix, 0) != 0) out[name] = tensor;
+  }
+  return out;
+}
+
+std::int64_t metadata_int(const std::map<std::string, std::string>& metadata, const std::string& key,
+                          const std::string& path) {
+  auto found = metadata.find(key);
+  BASIN_CHECK(found != metadata.end(), path, " is not a basin checkpoint (no '", key, "' in its metadata)");
+  return std::stoll(found->second);
+}
+
+// ---------------------------------------------------------------- progress display
+
+std::string format_duration(double seconds) {
+  const auto total = static_cast<long long>(std::max(0.0, seconds));
+  char text[32];
+  std::snprintf(text, sizeof text, "%lld:%02lld:%02lld", total / 3600, (total / 60) % 60, total % 60);
+  return text;
+}
+
+class ProgressLine {
+ public:
+  ProgressLine(std::ostream& log, bool interactive, std::int64_t epoch, std::int64_t epochs, std::int64_t batches)
+      : log_(log), interactive_(interactive), epoch_(epoch), epochs_(epochs), batches_(batches),
+        start_(Clock::now()), last_(start_) {}
+
+  bool due(std::int64_t done) const {
+    const double since = std::chrono::duration<double>(Clock::now() - last_).count();
+    if (done == batches_) return true;
+    return interactive_ ? since >= 0.5 : since >= 30.0;
+  }
+
+  void show(std::int64_t done, std::int64_t images, double loss, double accuracy) {
+    last_ = Clock::now();
+    const double elapsed = std::chrono::duration<double>(last_ - start_).count();
+    const double rate = elapsed > 0 ? static_cast<double>(images) / elapsed : 0.0;
+    const double eta = done > 0 ? elapsed * static_cast<double>(batches_ - done) / static_cast<double>(done) : 0.0;
+    std::ostringstream line;
+    line << "epoch " << epoch_ << "/" << epochs_ << " ";
+    if (interactive_) {
+      constexpr int kWidth = 24;
+      const int filled = static_cast<int>(kWidth * done / std::max<std::int64_t>(batches_, 1));
+      line << "[" << std::string(filled, '#') << std::string(kWidth - filled, '.') << "] ";
+    }
+    line << done << "/" << batches_ << std::fixed << std::setprecision(4) << "  loss " << loss
+         << std::setprecision(2) << "  acc " << 100.0 * accuracy << "%  " << std::setprecision(0) << rate
+         << " img/s  ETA " << format_duration(eta);
+    if (interactive_) {
+      log_ << "\r" << line.str() << "\033[K" << std::flush;
+    } else {
+      log_ << line.str() << "\n" << std::flush;
+    }
+  }
+
+  void finish() {
+    if (interactive_) log_ << "\r\033[K" << std::flush;
+  }
+
+ private:
+  std::ostream& log_;
+  bool interactive_;
+  std::int64_t epoch_, epochs_, batches_;
+  Clock::time_point start_, last_;
+};
+
+// ---------------------------------------------------------------- the loop pieces
+
+std::unique_ptr<optim::LrSchedule> make_schedule(const TrainConfig& config, std::int64_t steps_per_epoch) {
+  const std::int64_t total = config.epochs * steps_per_epoch;
+  const auto warmup = static_cast<std::int64_t>(std::llround(config.warmup_epochs * static_cast<double>(steps_per_epoch)));
+  if (config.schedule == "cosine") return std::make_unique<optim::CosineLr>(config.lr, total, warmup);
+  if (config.schedule == "step") {
+    // x0.1 at 50% and 75% of training (He et al.'s CIFAR schedule, scaled to the run).
+    return std::make_unique<optim::MultiStepLr>(config.lr, std::vector<std::int64_t>{total / 2, total * 3 / 4}, 0.1);
+  }
+  return std::make_unique<optim::MultiStepLr>(config.lr, std::vector<std::int64_t>{}, 1.0);
+}
+
+// Sums kept on the device so a step never waits for the host.
+struct Tally {
+  Tensor loss_sum, correct;
+  std::int64_t seen = 0;
+
+  explicit Tally(Device device)
+      : loss_sum(zeros({}, TensorOptions(kFloat64).device(device))),
+        correct(zeros({}, TensorOptions(kFloat64).device(device))) {}
+
+  void add(const Tensor& loss, const Tensor& logits, const Tensor& labels) {
+    NoGradGuard no_grad;
+    const std::int64_t n = labels.numel();
+    loss_sum.add_(loss.detach().to(kFloat64), static_cast<double>(n));
+    correct.add_(sum(eq(argmax(logits.detach(), 1), labels)));
+    seen += n;
+  }
+  double mean_loss() const { return seen ? loss_sum.item() / static_cast<double>(seen) : 0.0; }
+  double accuracy() const { return seen ? correct.item() / static_cast<double>(seen) : 0.0; }
+};
+
+std::pair<double, double> evaluate(nn::Module& model, const data::BatchLoader& loader, double label_smoothing) {
+  model.eval();
+  NoGradGuard no_grad;
+  Tally tally(loader.options().device());
+  for (const data::Batch& batch : loader.epoch(0)) {
+    const Tensor logits = model(batch.images);
+    tally.add(cross_entropy(logits, batch.labels, label_smoothing), logits, batch.labels);
+  }
+  return {tally.mean_loss(), tally.accuracy()};
+}
+
+// Evaluation batches: in order, normalization only (with the statistics of the
+// training split, which a test split carries), larger batches since no
+// gradients are kept.
+data::BatchLoader make_test_loader(const data::Dataset& test_set, std::int64_t batch_size, Device device) {
+  return data::BatchLoader(test_set, data::LoaderOptions()
+                                         .batch_size(std::max<std::int64_t>(batch_size, 256))
+                                         .shuffle(false)
+                                         .device(device)
+                                         .augment(data::AugmentOptions::none()));
+}
+
+bool stdout_is_terminal(const std::ostream& log) { return &log == &std::cout && isatty(STDOUT_FILENO); }
+
+}  // namespace
+
+// ---------------------------------------------------------------- training
+
+TrainResult train(const TrainConfig& config, const data::Dataset& train_set, const data::Dataset& test_set,
+                  std::ostream& log) {
+  config.validate();
+  const Device device = Device::parse(config.device);
+  const fs::path out(config.out);
+  fs::create_directories(out);
+  const fs::path checkpoint_path = out / "checkpoint.safetensors";
+  const fs::path metrics_path = out / "metrics.jsonl";
+
+  // ---- model, weights and optimizer
+  manual_seed(config.seed);
+  nn::ModulePtr model = nn::create_model(config.model, train_set.num_classes);
+  TensorMap resumed;
+  std::map<std::string, std::string> resumed_meta;
+  if (config.resume) {
+    BASIN_CHECK(fs::exists(checkpoint_path), "--resume: no checkpoint at ", checkpoint_path.string());
+    resumed = load_safetensors(checkpoint_path.string(), &resumed_meta);
+    model->load_state_dict(model_tensors(resumed));
+  } else if (!config.init.empty()) {
+    model->load_state_dict(model_tensors(load_safetensors(config.init)));
+  }
+  model->to(device);
+
+  auto sgd = std::make_shared<optim::SGD>(model->named_parameters(), optim::SGDOptions(config.lr)
+                                                                         .momentum(config.momentum)
+                                                                         .weight_decay(config.weight_decay)
+                                                                         .nesterov(config.nesterov));
+  std::unique_ptr<optim::SAM> sam;
+  if (config.optimizer != "sgd") {
+    sam = std::make_unique<optim::SAM>(
+        sgd, optim::SAMOptions().rho(config.effective_rho()).adaptive(config.optimizer == "asam").eta(config.eta),
+        model.get());
+  }
+
+  Progress progress;
+  if (config.resume) {
+    TensorMap optimizer_state;
+    for (const auto& [name, tensor] : resumed) {
+      if (name.rfind(kOptimizerPrefix, 0) == 0) optimizer_state[name.substr(std::string(kOptimizerPrefix).size())] = tensor;
+    }
+    sgd->load_state_dict(optimizer_state);
+    progress.epoch = metadata_int(resumed_meta, "epoch", checkpoint_path.string());
+    progress.batch = metadata_int(resumed_meta, "batch", checkpoint_path.string());
+    progress.global_step = metadata_int(resumed_meta, "global_step", checkpoint_path.string());
+    default_generator().set_state(
+        static_cast<std::uint64_t>(metadata_int(resumed_meta, "rng_seed", checkpoint_path.string())),
+        static_cast<std::uint64_t>(metadata_int(resumed_meta, "rng_offset", checkpoint_path.string())));
+  } else {
+    std::ofstream(out / "config.json") << config.to_json() << "\n";
+    std::ofstream(metrics_path, std::ios::trunc);  // a fresh run starts a fresh log
+  }
+
+  // ---- data
+  data::AugmentOptions augment = config.augment ? data::AugmentOptions() : data::AugmentOptions::none();
+  if (config.augment && !config.cutout) augment.cutout(0);
+  const data::BatchLoader train_loader(
+      train_set, data::LoaderOptions().batch_size(config.batch_size).shuffle(config.shuffle).seed(config.seed).device(device).augment(augment));
+  const data::BatchLoader test_loader = make_test_loader(test_set, config.batch_size, device);
+  const std::int64_t steps_per_epoch = train_loader.batches_per_epoch();
+  const auto schedule = make_schedule(config, steps_per_epoch);
+
+  log << "basin-train: " << config.model << " (" << nn::parameter_count(*model) << " parameters) on "
+      << train_set.name << " (" << train_set.size() << " images), " << config.optimizer;
+  if (sam) log << " rho " << config.effective_rho();
+  log << ", " << config.epochs << " epochs of " << steps_per_epoch << " steps, batch " << config.batch_size
+      << ", device " << describe(device) << "\n";
+  if (progress.epoch > 0 || progress.batch > 0) {
+    log << "resuming after epoch " << progress.epoch << (progress.batch ? " and batch " + std::to_string(progress.batch) : "")
+        << "\n";
+  }
+
+  const bool interactive = stdout_is_terminal(log);
+  TrainResult result;
+  result.epochs_done = progress.epoch;
+  const nn::CrossEntropyLoss criterion(nn::CrossEntropyLossOptions().label_smoothing(config.label_smoothing));
+
+  for (std::int64_t e = progress.epoch; e < config.epochs; ++e) {
+    reset_peak_memory(device);
+    const auto epoch_start = Clock::now();
+    model->train();
+    Tally tally(device);
+    ProgressLine line(log, interactive, e + 1, config.epochs, steps_per_epoch);
+    double lr = config.lr;
+    const std::int64_t first_batch = e == progress.epoch ? progress.batch : 0;
+    std::int64_t done = first_batch;
+
+    for (const data::Batch& batch : train_loader.epoch(e, first_batch)) {
+      lr = schedule->lr_at(progress.global_step);
+      sgd->set_lr(lr);
+      Tensor logits, loss;
+      if (sam) {
+        // The first pass's logits and loss are what the epoch reports.
+        int pass = 0;
+        sgd->zero_grad();
+        loss = sam->step([&] {
+          Tensor out = (*model)(batch.images);
+          Tensor l = criterion(out, batch.labels);
+          l.backward();
+          if (pass++ == 0) logits = out.detach();
+          return l;
+        });
+      } else {
+        sgd->zero_grad();
+        logits = (*model)(batch.images);
+        loss = criterion(logits, batch.labels);
+        loss.backward();
+        sgd->step();
+      }
+      tally.add(loss, logits, batch.labels);
+      ++progress.global_step;
+      ++done;
+      if (line.due(done)) line.show(done, tally.seen, tally.mean_loss(), tally.accuracy());
+
+      if (stop_requested().load()) {
+        line.finish();
+        progress.epoch = e;
+        progress.batch = done;
+        save_checkpoint(checkpoint_path, *model, *sgd, config, progress);
+        log << "interrupted: saved " << checkpoint_path.string() << " at epoch " << e + 1 << ", batch " << done
+            << "; continue with --resume --out " << config.out << "\n";
+        result.interrupted = true;
+        return result;
+      }
+    }
+    line.finish();
+    synchronize(device);
+    const double seconds = std::chrono::duration<double>(Clock::now() - epoch_start).count();
+
+    EpochMetrics m;
+    m.epoch = e + 1;
+    m.train_loss = tally.mean_loss();
+    m.train_accuracy = tally.accuracy();
+    m.lr = lr;
+    m.seconds = seconds;
+    m.images_per_second = seconds > 0 ? static_cast<double>(tally.seen) / seconds : 0.0;
+    m.peak_memory_bytes = memory_stats(device).peak_bytes;
+    std::tie(m.test_loss, m.test_accuracy) = evaluate(*model, test_loader, config.label_smoothing);
+    model->train();
+
+    std::ofstream(metrics_path, std::ios::app) << m.to_json() << "\n";
+    progress.epoch = e + 1;
+    progress.batch = 0;
+    save_checkpoint(checkpoint_path, *model, *sgd, config, progress);
+    if (sam && !sam->last_step_finite()) log << "warning: the last SAM step met a non-finite gradient norm\n";
+
+    char text[256];
+    std::snprintf(text, sizeof text,
+                  "epoch %lld/%lld  train loss %.4f acc %.2f%%  test loss %.4f acc %.2f%%  lr %.4g  %.1fs  %.0f img/s"
+                  "  peak %.0f MiB\n",
+                  static_cast<long long>(m.epoch), static_cast<long long>(config.epochs), m.train_loss,
+                  100.0 * m.train_accuracy, m.test_loss, 100.0 * m.test_accuracy, m.lr, m.seconds,
+                  m.images_per_second, static_cast<double>(m.peak_memory_bytes) / (1024.0 * 1024.0));
+    log << text << std::flush;
+    result.epochs_done = e + 1;
+    result.last = m;
+  }
+  return result;
+}
+
+EpochMetrics evaluate_checkpoint(const TrainConfig& config, const std::string& checkpoint,
+                                 const data::Dataset& test_set, std::ostream& log) {
+  const Device device = Device::parse(config.device);
+  nn::ModulePtr model = nn::create_model(config.model, test_set.num_classes);
+  model->load_state_dict(model_tensors(load_safetensors(checkpoint)));
+  model->to(device);
+  const data::BatchLoader loader = make_test_loader(test_set, config.batch_size, device);
+  EpochMetrics m;
+  const auto start = Clock::now();
+  std::tie(m.test_loss, m.test_accuracy) = evaluate(*model, loader, config.label_smoothing);
+  m.seconds = std::chrono::duration<double>(Clock::now() - start).count();
+  log << "evaluated " << checkpoint << " on " << test_set.name << " (" << test_set.size() << " images): loss "
+      << std::fixed << std::setprecision(4) << m.test_loss << ", accuracy " << std::setprecision(2)
+      << 100.0 * m.test_accuracy << "%\n";
+  return m;
+}
+
+}  // namespace basin::apps

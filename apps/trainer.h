@@ -1,0 +1,83 @@
+// The CIFAR trainer behind basin-train: configuration, the training loop
+// with SGD, SAM or ASAM, evaluation, metrics, checkpoints and resume.
+// Kept apart from the command line so tests can train on synthetic data.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <iosfwd>
+#include <string>
+
+#include "data/dataset.h"
+
+namespace basin::apps {
+
+struct TrainConfig {
+  std::string dataset = "cifar10";  // cifar10 | cifar100
+  std::string data_dir = "data";
+  std::string model = "resnet18";
+  std::string optimizer = "sam";    // sgd | sam | asam
+  double rho = -1.0;                // < 0: the optimizer's default (SAM 0.05, ASAM 0.5)
+  double eta = 0.01;                // ASAM
+  double lr = 0.1;
+  double momentum = 0.9;
+  double weight_decay = 5e-4;
+  bool nesterov = false;
+  std::int64_t epochs = 200;
+  std::int64_t batch_size = 128;
+  std::string schedule = "cosine";  // constant | step | cosine
+  double warmup_epochs = 0.0;
+  double label_smoothing = 0.1;
+  bool cutout = true;
+  bool augment = true;
+  std::string device = "auto";
+  std::uint64_t seed = 0;
+  std::string out = "runs/default";
+  bool resume = false;
+  std::string init;                 // safetensors weights to start from
+  bool shuffle = true;
+  std::int64_t train_subset = 0;    // 0: all
+  std::int64_t test_subset = 0;
+
+  // The rho actually used (the optimizer's default when rho < 0).
+  double effective_rho() const;
+  // Throws basin::Error naming the first bad value ("--lr must be positive, got -1").
+  void validate() const;
+  std::string to_json() const;
+  static TrainConfig from_json(const std::string& json);
+};
+
+struct EpochMetrics {
+  std::int64_t epoch = 0;  // 1-based
+  double train_loss = 0, train_accuracy = 0;
+  double test_loss = 0, test_accuracy = 0;
+  double lr = 0;
+  double seconds = 0, images_per_second = 0;
+  std::int64_t peak_memory_bytes = 0;
+  std::string to_json() const;
+};
+
+struct TrainResult {
+  std::int64_t epochs_done = 0;
+  bool interrupted = false;
+  EpochMetrics last;
+};
+
+// Set (e.g. by a SIGINT handler) to stop after the current step: the trainer
+// then saves a checkpoint and returns with interrupted = true.
+std::atomic<bool>& stop_requested();
+
+// Loads the datasets named by the config (with subsets applied).
+std::pair<data::Dataset, data::Dataset> load_datasets(const TrainConfig& config);
+
+// Trains on the given data, writing config.json, metrics.jsonl and
+// checkpoint.safetensors into config.out. Progress goes to `log`.
+TrainResult train(const TrainConfig& config, const data::Dataset& train_set, const data::Dataset& test_set,
+                  std::ostream& log);
+
+// Evaluates the weights in a checkpoint (or plain safetensors weights) on the test set.
+EpochMetrics evaluate_checkpoint(const TrainConfig& config, const std::string& checkpoint,
+                                 const data::Dataset& test_set, std::ostream& log);
+
+}  // namespace basin::apps

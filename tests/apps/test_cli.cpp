@@ -1,0 +1,67 @@
+// basin-train's command line: bad values exit non-zero with one line on stderr.
+#include <catch2/catch.hpp>
+
+#include <array>
+#include <cstdio>
+#include <string>
+#include <sys/wait.h>
+
+namespace {
+
+struct Outcome {
+  int status = 0;
+  std::string output;
+};
+
+Outcome run(const std::string& arguments) {
+  const std::string command = std::string(BASIN_TRAIN_EXE) + " " + arguments + " 2>&1";
+  FILE* pipe = popen(command.c_str(), "r");
+  REQUIRE(pipe != nullptr);
+  Outcome outcome;
+  std::array<char, 4096> buffer{};
+  while (std::fgets(buffer.data(), buffer.size(), pipe)) outcome.output += buffer.data();
+  const int raw = pclose(pipe);
+  outcome.status = WIFEXITED(raw) ? WEXITSTATUS(raw) : -1;
+  return outcome;
+}
+
+int line_count(const std::string& text) {
+  int lines = 0;
+  for (char ch : text) lines += ch == '\n';
+  return lines;
+}
+
+}  // namespace
+
+TEST_CASE("basin-train rejects bad values with one line and a non-zero exit", "[cli][errors]") {
+  struct Case {
+    const char* arguments;
+    const char* message;
+  };
+  const Case cases[] = {
+      {"--model resnet7 --device cpu", "unknown model 'resnet7'"},
+      {"--lr -0.1 --device cpu", "--lr must be positive"},
+      {"--optimizer sam --rho 0 --device cpu", "--rho must be positive"},
+      {"--optimizer asam --rho -1 --device cpu", "--rho must be positive"},
+      {"--data-dir /nonexistent/basin-data --device cpu", "/nonexistent/basin-data"},
+      {"--dataset imagenet --device cpu", "--dataset must be cifar10 or cifar100"},
+      {"--epochs abc", "--epochs"},
+  };
+  for (const Case& c : cases) {
+    const Outcome outcome = run(c.arguments);
+    INFO(c.arguments << " -> " << outcome.output);
+    CHECK(outcome.status != 0);
+    CHECK(outcome.output.find(c.message) != std::string::npos);
+    CHECK(line_count(outcome.output) <= 2);
+  }
+}
+
+TEST_CASE("basin-train --help and --summary", "[cli]") {
+  const Outcome help = run("--help");
+  CHECK(help.status == 0);
+  CHECK(help.output.find("--optimizer") != std::string::npos);
+  const Outcome summary = run("--model resnet20 --summary");
+  INFO(summary.output);
+  CHECK(summary.status == 0);
+  CHECK(summary.output.find("total parameters: 269722") != std::string::npos);
+}

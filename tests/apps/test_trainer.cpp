@@ -1,0 +1,175 @@
+// The trainer end to end on a small synthetic image set (8x8 pixels, four
+// classes told apart by colour and a stripe), on the CPU.
+#include <catch2/catch.hpp>
+
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "apps/trainer.h"
+#include "core/random.h"
+#include "core/serialization.h"
+#include "data/dataset.h"
+#include "support/compare.h"
+
+using namespace basin;
+namespace fs = std::filesystem;
+
+namespace {
+
+data::Dataset synthetic(std::int64_t n, std::uint64_t seed, const std::string& name) {
+  manual_seed(seed);
+  const std::int64_t classes = 4;
+  const std::vector<float> noise = rand({n, 3, 8, 8}, kFloat32, 0.0, 60.0).to_vector<float>();
+  std::vector<std::uint8_t> pixels(static_cast<std::size_t>(n * 3 * 64));
+  std::vector<std::int64_t> labels(static_cast<std::size_t>(n));
+  for (std::int64_t i = 0; i < n; ++i) {
+    const std::int64_t label = i % classes;
+    labels[i] = label;
+    for (std::int64_t c = 0; c < 3; ++c) {
+      for (std::int64_t p = 0; p < 64; ++p) {
+        const std::size_t k = static_cast<std::size_t>((i * 3 + c) * 64 + p);
+        const bool lit = label == c || (label == 3 && (p / 8) % 2 == 0);
+        pixels[k] = static_cast<std::uint8_t>((lit ? 150.0f : 40.0f) + noise[k]);
+      }
+    }
+  }
+  data::Dataset d;
+  d.name = name;
+  d.images = from_vector(pixels, {n, 3, 8, 8});
+  d.labels = from_vector(labels, {n});
+  d.num_classes = classes;
+  const data::ChannelStats stats = data::channel_stats(d.images);
+  d.mean = stats.mean;
+  d.stddev = stats.stddev;
+  return d;
+}
+
+apps::TrainConfig small_config(const std::string& out) {
+  apps::TrainConfig c;
+  c.model = "cnn-small";
+  c.optimizer = "sam";
+  c.epochs = 2;
+  c.batch_size = 16;
+  c.lr = 0.05;
+  c.device = "cpu";
+  c.schedule = "cosine";
+  c.out = out;
+  c.seed = 3;
+  return c;
+}
+
+fs::path fresh_dir(const std::string& name) {
+  const fs::path dir = fs::temp_directory_path() / ("basin-trainer-" + name + "-" + std::to_string(::getpid()));
+  fs::remove_all(dir);
+  return dir;
+}
+
+std::vector<std::string> lines_of(const fs::path& path) {
+  std::ifstream in(path);
+  std::vector<std::string> lines;
+  for (std::string line; std::getline(in, line);) lines.push_back(line);
+  return lines;
+}
+
+}  // namespace
+
+TEST_CASE("the trainer learns a synthetic task and writes its run folder", "[trainer]") {
+  const fs::path dir = fresh_dir("learn");
+  const data::Dataset train_set = synthetic(96, 1, "synthetic train");
+  const data::Dataset test_set = synthetic(48, 2, "synthetic test");
+  apps::TrainConfig config = small_config(dir.string());
+  config.epochs = 3;
+  config.lr = 0.03;
+  config.augment = false;  // a 4-pixel crop would hide most of an 8x8 image
+  std::ostringstream log;
+  const apps::TrainResult result = apps::train(config, train_set, test_set, log);
+  INFO(log.str());
+  CHECK(result.epochs_done == 3);
+  CHECK_FALSE(result.interrupted);
+  CHECK(result.last.test_accuracy > 0.5);  // chance is 0.25
+  CHECK(result.last.train_loss < 1.2);     // from ln 4 = 1.386
+  CHECK(result.last.images_per_second > 0.0);
+
+  const auto metrics = lines_of(dir / "metrics.jsonl");
+  REQUIRE(metrics.size() == 3);
+  CHECK(metrics[0].find("\"epoch\":1") != std::string::npos);
+  CHECK(metrics[2].find("\"test_accuracy\"") != std::string::npos);
+  CHECK(fs::exists(dir / "config.json"));
+  CHECK_FALSE(fs::exists(dir / "checkpoint.safetensors.tmp"));
+  std::map<std::string, std::string> meta;
+  const TensorMap checkpoint = load_safetensors((dir / "checkpoint.safetensors").string(), &meta);
+  CHECK(meta.at("epoch") == "3");
+  CHECK(checkpoint.count("net.0.weight") == 1);  // the model's own names
+  CHECK(checkpoint.count("optimizer.momentum_buffer") == 1);
+  fs::remove_all(dir);
+}
+
+TEST_CASE("two epochs straight equal one epoch, an interruption and a resume, bit for bit", "[trainer]") {
+  const data::Dataset train_set = synthetic(64, 1, "synthetic train");
+  const data::Dataset test_set = synthetic(16, 2, "synthetic test");
+  std::ostringstream log;
+
+  const fs::path straight = fresh_dir("straight");
+  apps::train(small_config(straight.string()), train_set, test_set, log);
+
+  // Interrupted right after the first step of the first epoch, then resumed twice over.
+  const fs::path pieces = fresh_dir("pieces");
+  apps::TrainConfig config = small_config(pieces.string());
+  apps::stop_requested() = true;
+  const apps::TrainResult stopped = apps::train(config, train_set, test_set, log);
+  apps::stop_requested() = false;
+  CHECK(stopped.interrupted);
+  config.resume = true;
+  const apps::TrainResult resumed = apps::train(config, train_set, test_set, log);
+  INFO(log.str());
+  CHECK(resumed.epochs_done == 2);
+
+  const TensorMap a = load_safetensors((straight / "checkpoint.safetensors").string());
+  const TensorMap b = load_safetensors((pieces / "checkpoint.safetensors").string());
+  REQUIRE(a.size() == b.size());
+  for (const auto& [name, tensor] : a) {
+    INFO(name);
+    CHECK(testing::equal(tensor, b.at(name)));
+  }
+  CHECK(lines_of(pieces / "metrics.jsonl").size() == 2);
+  fs::remove_all(straight);
+  fs::remove_all(pieces);
+}
+
+TEST_CASE("bad configurations are clear errors", "[trainer][errors]") {
+  apps::TrainConfig c = small_config("unused");
+  c.lr = -1;
+  CHECK_THROWS_WITH(c.validate(), Catch::Contains("--lr must be positive, got -1"));
+  c = small_config("unused");
+  c.model = "resnet7";
+  CHECK_THROWS_WITH(c.validate(), Catch::Contains("unknown model 'resnet7'"));
+  c = small_config("unused");
+  c.rho = 0;
+  CHECK_THROWS_WITH(c.validate(), Catch::Contains("--rho must be positive"));
+  c = small_config("unused");
+  c.optimizer = "adam";
+  CHECK_THROWS_WITH(c.validate(), Catch::Contains("--optimizer must be sgd, sam or asam"));
+  c = small_config("unused");
+  c.resume = true;
+  c.out = fresh_dir("nothing").string();
+  std::ostringstream log;
+  const data::Dataset d = synthetic(16, 1, "synthetic");
+  CHECK_THROWS_WITH(apps::train(c, d, d, log), Catch::Contains("--resume: no checkpoint at"));
+}
+
+TEST_CASE("the configuration round-trips through JSON", "[trainer]") {
+  apps::TrainConfig c = small_config("runs/x");
+  c.optimizer = "asam";
+  c.nesterov = true;
+  c.train_subset = 500;
+  const apps::TrainConfig back = apps::TrainConfig::from_json(c.to_json());
+  CHECK(back.optimizer == "asam");
+  CHECK(back.rho == 0.5);  // the resolved default is what gets saved
+  CHECK(back.nesterov);
+  CHECK(back.train_subset == 500);
+  CHECK(back.out == "runs/x");
+  CHECK_THROWS_WITH(apps::TrainConfig::from_json("{not json"), Catch::Contains("not valid JSON"));
+}
