@@ -44,6 +44,14 @@ std::string describe(Device device) {
   return device.str();
 }
 
+long long cuda_kernel_launches() {
+#if BASIN_WITH_CUDA
+  return kernels::cuda::launch_count();
+#else
+  return 0;
+#endif
+}
+
 void synchronize(Device device) {
 #if BASIN_WITH_CUDA
   if (device.is_cuda()) kernels::cuda::synchronize();

@@ -34,6 +34,9 @@ bool cuda_is_available();
 int cuda_device_count();
 // "cpu", or "cuda:0 (NVIDIA H200, sm_90, 139.8 GiB)".
 std::string describe(Device device);
+// Launches of basin's own CUDA kernels so far (0 without CUDA): tests use the
+// difference around an operation to count what it costs.
+long long cuda_kernel_launches();
 // Blocks the host until all queued work on the device is done (no-op on CPU).
 void synchronize(Device device);
 

@@ -11,6 +11,11 @@ namespace basin::kernels::cuda {
 // The one stream all basin work is queued on.
 cudaStream_t stream();
 
+// Counts kernel launches checked with BASIN_CUDA_CHECK_LAUNCH (basin's own
+// kernels; library calls such as cuBLAS are not counted). Tests use it to
+// state how many launches an operation costs.
+void note_launch();
+
 // Grid size for a grid-stride loop over n elements: enough blocks to fill the
 // GPU a few times over, never more than the work needs.
 int grid_for(long long n, int block_size);
@@ -24,4 +29,8 @@ int grid_for(long long n, int block_size);
                 " in ", #call);                                                             \
   } while (0)
 
-#define BASIN_CUDA_CHECK_LAUNCH() BASIN_CUDA_CHECK(cudaGetLastError())
+#define BASIN_CUDA_CHECK_LAUNCH()           \
+  do {                                      \
+    ::basin::kernels::cuda::note_launch();  \
+    BASIN_CUDA_CHECK(cudaGetLastError());   \
+  } while (0)

@@ -1,4 +1,5 @@
 // basin's CUDA runtime: one stream, a stream-ordered memory pool, copies.
+#include <atomic>
 #include <cstdint>
 #include <sstream>
 
@@ -35,6 +36,13 @@ Context& context() {
 }  // namespace
 
 cudaStream_t stream() { return context().stream; }
+
+namespace {
+std::atomic<long long> launches{0};
+}
+
+void note_launch() { launches.fetch_add(1, std::memory_order_relaxed); }
+long long launch_count() { return launches.load(std::memory_order_relaxed); }
 
 int grid_for(long long n, int block_size) {
   const long long needed = (n + block_size - 1) / block_size;

@@ -24,6 +24,9 @@ void copy_host_to_device(void* dst, const void* src, std::size_t nbytes);
 void copy_device_to_host(void* dst, const void* src, std::size_t nbytes);
 void copy_device_to_device(void* dst, const void* src, std::size_t nbytes);
 
+// Kernel launches of basin's own kernels since the process started.
+long long launch_count();
+
 // Waits for everything queued on basin's stream.
 void synchronize();
 
