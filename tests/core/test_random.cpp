@@ -68,3 +68,17 @@ TEST_CASE("CUDA draws the same streams as the CPU", "[random][cuda]") {
     CHECK(testing::max_abs_diff(gpu_n, cpu_n) <= 1e-6);
   }
 }
+
+TEST_CASE("the CPU fills equal the per-element Philox formulas", "[random]") {
+  manual_seed(5);
+  const std::uint64_t offset = default_generator().offset();
+  const Tensor u = rand({4099}, kFloat64, -2.0, 3.0);
+  const Tensor n = randn({4099}, kFloat64, 1.0, 2.0);
+  const std::vector<double> uv = u.to_vector<double>();
+  const std::vector<double> nv = n.to_vector<double>();
+  const std::uint64_t normal_offset = offset + (4099 + 3) / 4;
+  for (std::int64_t i : {0, 1, 2, 3, 4, 1001, 4097, 4098}) {
+    CHECK(uv[i] == kernels::philox_uniform(5, offset, i, -2.0, 3.0));
+    CHECK(nv[i] == kernels::philox_normal(5, normal_offset, i, 1.0, 2.0));
+  }
+}
