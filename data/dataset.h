@@ -1,0 +1,61 @@
+// Dataset: a labelled image set held in host memory as it came from disk.
+//
+// Images stay uint8 [N, C, H, W] (a quarter of the bytes of float32): the
+// conversion to normalized float happens per batch, in the augmentation
+// kernel (data/augment.h), on whichever device trains. The loaders in
+// data/cifar.h and data/mnist.h fill one of these; a test can build one by hand.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "core/tensor.h"
+
+namespace basin::data {
+
+struct Dataset {
+  std::string name;                  // "CIFAR-10 train"
+  Tensor images;                     // uint8 [N, C, H, W], CPU, contiguous
+  Tensor labels;                     // int64 [N], CPU, each in [0, num_classes)
+  std::int64_t num_classes = 0;
+  // Per-channel mean and standard deviation of the dataset's TRAINING split,
+  // with pixels scaled to [0, 1]; a test split carries its training split's
+  // values, since that is what a model is normalized with.
+  std::vector<double> mean, stddev;
+  std::vector<std::string> classes;  // class names, when known (else empty)
+
+  std::int64_t size() const { return images.defined() ? images.size(0) : 0; }
+  std::int64_t channels() const { return images.size(1); }
+  std::int64_t height() const { return images.size(2); }
+  std::int64_t width() const { return images.size(3); }
+
+  // The first n records as views (no copy): "CIFAR-10 train (first 5,000)".
+  // The official files are stored in random order, so the head is a fair
+  // sample of every class, and it is the same whatever the training seed.
+  Dataset head(std::int64_t n) const;
+
+  // Throws basin::Error naming the dataset and the broken invariant: shapes,
+  // dtypes, device, labels in range, one mean and std per channel, std > 0.
+  void validate() const;
+};
+
+// Per-channel mean and population standard deviation of uint8 images
+// [N, C, H, W], pixels scaled to [0, 1] (exact integer sums, so the result
+// does not depend on summation order).
+struct ChannelStats {
+  std::vector<double> mean, stddev;
+};
+ChannelStats channel_stats(const Tensor& images);
+
+// How many records carry each label: counts[k] for k in [0, num_classes).
+std::vector<std::int64_t> class_counts(const Dataset& dataset);
+
+namespace detail {
+// 30730000 -> "30,730,000": sizes in error messages read at a glance.
+std::string with_commas(std::int64_t value);
+// Reads a whole file; throws naming the dataset and the path when it cannot.
+std::vector<std::uint8_t> read_file(const std::string& dataset, const std::string& path);
+}  // namespace detail
+
+}  // namespace basin::data
