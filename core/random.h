@@ -1,5 +1,6 @@
 // Seeded randomness. One default Generator feeds rand(), randn(), weight
-// initialization, dropout masks and data shuffling. It is a Philox key (the
+// initialization and dropout masks (the data loader keys its own Philox
+// draws by its seed, see data/loader.h). It is a Philox key (the
 // seed) plus a counter offset that each draw advances, so the whole state is
 // two integers: save them in a checkpoint and a resumed run draws the same numbers.
 #pragma once

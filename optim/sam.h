@@ -9,7 +9,7 @@
 // step(closure) runs the whole sequence, calling the closure for g'.
 //
 // Conventions (each a choice that changes results; the defaults follow
-// davda54/sam and SamsungLabs/ASAM, see docs and DESIGN.md section 3):
+// davda54/sam and SamsungLabs/ASAM; docs/sam.md explains each):
 //   eps = 1e-12 in rho / (||g|| + eps);
 //   restore from a saved copy (bit-exact), not w - e;
 //   weight decay and momentum only in the base optimizer;
