@@ -551,7 +551,8 @@ Tensor randn(const Shape& shape, const TensorOptions& options, double mean, doub
 
 Tensor from_blob(const void* data, const Shape& shape, DType dtype, Device device) {
   Tensor host = empty(shape, TensorOptions(dtype));
-  std::memcpy(host.data_ptr(), data, static_cast<std::size_t>(host.numel()) * dtype_size(dtype));
+  // An empty std::vector may hand over a null pointer, which memcpy must never see.
+  if (host.numel() > 0) std::memcpy(host.data_ptr(), data, static_cast<std::size_t>(host.numel()) * dtype_size(dtype));
   return host.to(device);
 }
 

@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Installs the Debian packages basin needs to build and run its tests, and
+# only those that are missing. Quiet when everything is already installed.
+#
+#   bash scripts/setup-deps.sh
+#
+# The CUDA toolkit is not installed here: the build finds it at
+# /usr/local/cuda when it is present and builds the CPU backend alone when not.
+# python3-torch is only needed to regenerate the test fixtures in
+# tests/reference/, never to run the tests.
+set -euo pipefail
+
+packages=(cmake ninja-build g++ catch2 libcli11-dev nlohmann-json3-dev)
+
+missing=()
+for pkg in "${packages[@]}"; do
+  status=$(dpkg-query -W -f='${db:Status-Status}' "$pkg" 2>/dev/null || true)
+  if [[ "$status" != "installed" ]]; then
+    missing+=("$pkg")
+  fi
+done
+
+if [[ ${#missing[@]} -eq 0 ]]; then
+  exit 0
+fi
+
+echo "setup-deps: installing ${missing[*]}"
+if [[ $(id -u) -eq 0 ]]; then
+  as_root=()
+elif command -v sudo >/dev/null 2>&1; then
+  as_root=(sudo)
+else
+  echo "setup-deps: need root (or sudo) to install: ${missing[*]}" >&2
+  exit 1
+fi
+
+export DEBIAN_FRONTEND=noninteractive
+"${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+"${as_root[@]}" env DEBIAN_FRONTEND=noninteractive \
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" </dev/null
+echo "setup-deps: done"
