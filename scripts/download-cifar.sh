@@ -8,7 +8,7 @@
 #   DIR/cifar-10-batches-bin/   data_batch_1..5.bin, test_batch.bin, batches.meta.txt
 #   DIR/cifar-100-binary/       train.bin, test.bin, fine/coarse_label_names.txt
 #
-# Pass DIR to the loaders (load_cifar10(DIR, ...), basin-train --data DIR):
+# Pass DIR to the loaders (load_cifar10(DIR, ...), basin-train --data-dir DIR):
 # they look inside these folders. An archive already present with the right
 # checksum is not fetched again; one with a wrong checksum is fetched anew.
 # BASIN_CIFAR_URL replaces the server (a mirror, or file:///path/to/archives).
