@@ -1,0 +1,233 @@
+// bench_train_step: images per second of whole training steps, the figure a
+// user of the CIFAR trainer feels. For each model and batch size, two steps
+// are timed on fresh models:
+//   SGD  zero_grad, forward, cross-entropy, backward, optim::SGD::step
+//        (momentum 0.9, weight decay 5e-4: basin-train's defaults);
+//   SAM  zero_grad, then optim::SAM::step(closure) over that SGD: forward and
+//        backward, the fused perturbation, a second forward and backward with
+//        the BatchNorm running statistics frozen, the fused restore + update.
+// The SAM/SGD time ratio says what sharpness-awareness costs; the optimizer
+// side is a few percent of it (bench_sam_kernels measures that part alone).
+//
+// Data is already on the device (random images, random labels, one batch
+// reused), the model is in train mode, and nothing is read back during the
+// steps. Timing: warm-up steps (cuDNN picks its algorithms on the first
+// ones), a device synchronization, the timed steps, a synchronization; the
+// host clock between the two synchronizations. TF32 is off unless --tf32
+// (set_conv_allow_tf32: float32 convolutions then may use TF32 tensor cores);
+// the output says which.
+//
+// Usage: bench_train_step [--models resnet18,wrn16-8,wrn28-10] [--batch-sizes 128,256]
+//        [--steps 50] [--warmup 10] [--optimizers sgd,sam] [--tf32] [--device cuda|cpu] [--json FILE]
+// --device cpu runs the same code on the CPU as a smoke test; its figures mean nothing.
+#include <chrono>
+#include <iostream>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <CLI/CLI.hpp>
+
+#include "bench/common.h"
+#include "core/conv.h"
+#include "core/random.h"
+#include "core/storage.h"
+#include "nn/loss.h"
+#include "nn/models/models.h"
+#include "optim/sam.h"
+#include "optim/sgd.h"
+
+namespace basin::bench {
+
+namespace {
+
+struct Options {
+  std::vector<std::string> models;
+  std::vector<std::int64_t> batch_sizes;
+  std::vector<std::string> optimizers;
+  int steps = 50;
+  int warmup = 10;
+  bool tf32 = false;
+  std::string device = "cuda";
+  std::string json;
+};
+
+struct Timing {
+  double seconds = 0.0;
+  double ms_per_step = 0.0;
+  double images_per_second = 0.0;
+  std::int64_t peak_bytes = 0;
+};
+
+Timing time_steps(const std::string& model_name, std::int64_t batch, bool sam, const Options& options, Device device) {
+  manual_seed(0);
+  nn::ModulePtr model = nn::create_model(model_name);
+  model->to(device);
+  model->train();
+  auto sgd =
+      std::make_shared<optim::SGD>(model->named_parameters(), optim::SGDOptions(0.1).momentum(0.9).weight_decay(5e-4));
+  std::unique_ptr<optim::SAM> sam_optimizer;
+  if (sam) sam_optimizer = std::make_unique<optim::SAM>(sgd, optim::SAMOptions(), model.get());
+
+  const Tensor images = randn({batch, 3, 32, 32}, TensorOptions(kFloat32).device(device));
+  std::vector<std::int64_t> host_labels(static_cast<std::size_t>(batch));
+  for (std::int64_t& label : host_labels) label = static_cast<std::int64_t>(default_generator().next_u64() % 10);
+  const Tensor labels = from_vector(host_labels, {batch}).to(device);
+  const nn::CrossEntropyLoss criterion;
+
+  const auto step = [&] {
+    sgd->zero_grad();
+    if (sam_optimizer) {
+      sam_optimizer->step([&] {
+        Tensor loss = criterion((*model)(images), labels);
+        loss.backward();
+        return loss;
+      });
+    } else {
+      Tensor loss = criterion((*model)(images), labels);
+      loss.backward();
+      sgd->step();
+    }
+  };
+
+  for (int i = 0; i < options.warmup; ++i) step();
+  synchronize(device);
+  reset_peak_memory(device);
+  const auto start = std::chrono::steady_clock::now();
+  for (int i = 0; i < options.steps; ++i) step();
+  synchronize(device);
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+
+  Timing t;
+  t.seconds = seconds;
+  t.ms_per_step = 1e3 * seconds / options.steps;
+  t.images_per_second = static_cast<double>(batch) * options.steps / seconds;
+  t.peak_bytes = memory_stats(device).peak_bytes;
+  return t;
+}
+
+int run(const Options& options) {
+  const Device device = options.device == "cpu" ? Device::cpu() : Device::cuda();
+  JsonLines json(options.json);
+  set_conv_allow_tf32(options.tf32);
+  const std::string tf32 = options.tf32 ? "TF32 on (float32 convolutions may use TF32 tensor cores)"
+                                        : "TF32 off (float32 convolutions in full FP32)";
+  std::cout << "bench_train_step: images/s of whole SGD and SAM training steps, float32, " << tf32 << "\n";
+#if BASIN_WITH_CUDA
+  if (device.is_cuda()) {
+    std::cout << "device: " << cuda_environment() << "\n";
+    json.write(cuda_environment_record().set("bench", "environment").set("side", "basin"));
+  }
+#endif
+  if (device.is_cpu()) std::cout << "device: cpu (a smoke test: these figures are not a benchmark)\n";
+  std::cout << "timing: " << options.warmup << " warm-up steps, then " << options.steps
+            << " timed steps between two device synchronizations\n\n";
+
+  Table table({"model", "batch", "optimizer", "ms/step", "images/s", "peak MiB", "SAM/SGD time"});
+  std::string conclusion;
+  for (const std::string& model : options.models) {
+    for (const std::int64_t batch : options.batch_sizes) {
+      std::map<std::string, Timing> timings;
+      for (const std::string& optimizer : options.optimizers) {
+        const Timing t = time_steps(model, batch, optimizer == "sam", options, device);
+        timings[optimizer] = t;
+        const bool both = timings.count("sgd") && timings.count("sam");
+        table.add_row({model, std::to_string(batch), optimizer, fixed(t.ms_per_step, 2), fixed(t.images_per_second, 0),
+                       fixed(static_cast<double>(t.peak_bytes) / (1 << 20), 0),
+                       both ? fixed(timings["sam"].ms_per_step / timings["sgd"].ms_per_step, 2) + "x" : ""});
+        json.write(Record()
+                       .set("bench", "train_step")
+                       .set("side", "basin")
+                       .set("model", model)
+                       .set("batch", batch)
+                       .set("optimizer", optimizer)
+                       .set("device", device.str())
+                       .set("tf32", options.tf32)
+                       .set("warmup", options.warmup)
+                       .set("steps", options.steps)
+                       .set("seconds", t.seconds)
+                       .set("ms_per_step", t.ms_per_step)
+                       .set("images_per_s", t.images_per_second)
+                       .set("peak_bytes", t.peak_bytes));
+      }
+      conclusion = model + ", batch " + std::to_string(batch) + ":";
+      for (const std::string& optimizer : options.optimizers) {
+        conclusion += (optimizer == options.optimizers.front() ? " " : ", ") + optimizer + " " +
+                      fixed(timings[optimizer].images_per_second, 0) + " images/s";
+      }
+      if (timings.count("sgd") && timings.count("sam")) {
+        conclusion += " (a SAM step takes " + fixed(timings["sam"].ms_per_step / timings["sgd"].ms_per_step, 2) +
+                      "x an SGD step)";
+      }
+      conclusion += ", " + std::string(options.tf32 ? "TF32 on" : "TF32 off");
+    }
+  }
+  table.print(std::cout, conclusion);
+  return 0;
+}
+
+std::vector<std::int64_t> parse_sizes(const std::string& csv) {
+  std::vector<std::int64_t> out;
+  for (const std::string& item : split_list(csv)) {
+    std::size_t used = 0;
+    long long value = -1;
+    try {
+      value = std::stoll(item, &used);
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    BASIN_CHECK(used == item.size() && value >= 1 && value <= 65536, "--batch-sizes: '", item,
+                "' is not a batch size between 1 and 65536");
+    out.push_back(value);
+  }
+  BASIN_CHECK(!out.empty(), "--batch-sizes: no batch size given");
+  return out;
+}
+
+}  // namespace
+
+}  // namespace basin::bench
+
+int main(int argc, char** argv) {
+  namespace bench = basin::bench;
+  bench::Options options;
+  std::string models = "resnet18,wrn16-8,wrn28-10";
+  std::string batch_sizes = "128,256";
+  std::string optimizers = "sgd,sam";
+  CLI::App app{"bench_train_step: images/s of whole SGD and SAM training steps"};
+  app.add_option("--models", models, "comma-separated model names (create_model)")->capture_default_str();
+  app.add_option("--batch-sizes", batch_sizes, "comma-separated batch sizes")->capture_default_str();
+  app.add_option("--optimizers", optimizers, "sgd, sam or both")->capture_default_str();
+  app.add_option("--steps", options.steps, "timed steps per figure")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 100000));
+  app.add_option("--warmup", options.warmup, "untimed steps first")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 100000));
+  app.add_flag("--tf32", options.tf32, "let float32 convolutions use TF32 tensor cores");
+  app.add_option("--device", options.device, "cuda, or cpu for a smoke test")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"cuda", "cpu"}));
+  app.add_option("--json", options.json, "append one JSON line per result to this file");
+  CLI11_PARSE(app, argc, argv);
+  try {
+    options.models = bench::split_list(models);
+    BASIN_CHECK(!options.models.empty(), "--models: no model named");
+    for (const std::string& m : options.models) basin::nn::check_model_name(m);
+    options.batch_sizes = bench::parse_sizes(batch_sizes);
+    options.optimizers = bench::split_list(optimizers);
+    BASIN_CHECK(!options.optimizers.empty(), "--optimizers: none named");
+    for (const std::string& o : options.optimizers) {
+      BASIN_CHECK(o == "sgd" || o == "sam", "--optimizers: expected sgd or sam, got '", o, "'");
+    }
+    if (options.device == "cuda" && !bench::cuda_device_present()) {
+      std::cout << bench::kNoDeviceMessage << "\n";
+      return 0;
+    }
+    return bench::run(options);
+  } catch (const std::exception& e) {
+    std::cerr << "bench_train_step: " << e.what() << "\n";
+    return 1;
+  }
+}

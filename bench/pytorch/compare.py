@@ -1,0 +1,207 @@
+#!/usr/bin/env python3
+"""Merges the JSON lines of basin's benchmarks (bench_copy, bench_sam_kernels,
+bench_train_step --json) and of the PyTorch scripts (sam_optimizer.py,
+train_step.py --json) into one Markdown report: the environment, the copy
+ceiling, the SAM optimizer side and the training step, with basin/PyTorch
+ratios. Every ratio is a speedup of basin over PyTorch: PyTorch's time over
+basin's (equivalently basin's images/s over PyTorch's), so > 1 means basin
+is faster. A figure that is missing or failed its check shows as "-".
+
+  python3 bench/pytorch/compare.py [--env env.json] basin.jsonl torch.jsonl > report.md
+"""
+
+import argparse
+import json
+import sys
+
+BASIN_VARIANTS = (("v1-per-tensor", "basin v1 per-tensor"), ("v2-multi-tensor", "basin v2 multi-tensor"),
+                  ("v3-fused", "basin v3 fused"))
+TORCH_VARIANTS = (("per-tensor", "PyTorch per-tensor"), ("foreach", "PyTorch foreach"))
+PHASES = (("norm", "norm"), ("perturb", "perturb"), ("restore_update", "restore+update"), ("step", "whole step"))
+ENV_FIELDS = (("date", "date"), ("commit", "git commit"), ("gpu", "GPU"), ("driver", "driver"),
+              ("cuda", "CUDA (nvcc)"), ("basin_cuda_runtime", "CUDA runtime (basin)"), ("basin_cudnn", "cuDNN (basin)"),
+              ("torch", "PyTorch"), ("torch_cuda", "CUDA (PyTorch)"), ("torch_cudnn", "cuDNN (PyTorch)"),
+              ("tf32", "TF32"))
+
+
+def read_records(paths):
+    records = []
+    for path in paths:
+        with open(path) as f:
+            for number, line in enumerate(f, 1):
+                line = line.strip()
+                if not line.startswith("{"):
+                    continue
+                try:
+                    records.append(json.loads(line))
+                except json.JSONDecodeError as e:
+                    sys.exit(f"compare.py: {path}:{number}: not JSON ({e})")
+    return records
+
+
+def fmt(value, decimals=1):
+    return "-" if value is None else f"{value:,.{decimals}f}"
+
+
+def ratio(numerator, denominator):
+    if numerator is None or denominator is None or denominator == 0:
+        return "-"
+    return f"{numerator / denominator:.2f}x"
+
+
+def table(headers, rows):
+    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def ordered(values):
+    seen = []
+    for v in values:
+        if v not in seen:
+            seen.append(v)
+    return seen
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("files", nargs="+", help="JSON-lines files from both sides")
+    parser.add_argument("--env", help="JSON object with date, commit, gpu, driver, ... (run_side_by_side.sh writes it)")
+    args = parser.parse_args()
+    records = read_records(args.files)
+    out = []
+
+    # ---- environment
+    env = {}
+    if args.env:
+        with open(args.env) as f:
+            env.update(json.load(f))
+    for r in records:
+        if r.get("bench") == "environment" and r.get("side") == "basin":
+            env.setdefault("gpu", r.get("gpu"))
+            env.setdefault("basin_cuda_runtime", r.get("cuda_runtime"))
+            env.setdefault("basin_cudnn", r.get("cudnn"))
+            env.setdefault("driver", r.get("driver"))
+        if r.get("bench") == "environment" and r.get("side") == "pytorch":
+            env.setdefault("torch", r.get("torch"))
+            env.setdefault("torch_cuda", r.get("cuda"))
+            env.setdefault("torch_cudnn", r.get("cudnn"))
+            env.setdefault("gpu", r.get("gpu"))
+    out.append("# basin vs PyTorch, side by side\n")
+    out.extend(f"- {label}: {env[key]}" for key, label in ENV_FIELDS if env.get(key) is not None)
+    out.append("\nRatios are speedups of basin over PyTorch (PyTorch time / basin time); > 1: basin is faster.\n")
+
+    # ---- copy ceiling
+    copy = {}
+    for r in records:
+        if r.get("bench") == "copy_bandwidth":
+            copy[r.get("side")] = r
+    if copy:
+        out.append("## Copy bandwidth (the ceiling of memory-bound kernels)\n")
+        rows = [[side, r.get("method", "-"), fmt(r.get("gbps"), 0)] for side, r in sorted(copy.items())]
+        out.append(table(["side", "method", "GB/s"], rows) + "\n")
+
+    # ---- SAM optimizer side
+    sam = {}
+    for r in records:
+        if r.get("bench") == "sam_optimizer" and r.get("status") == "ok":
+            sam[(r["side"], r["model"], r["method"], r["variant"], r["phase"])] = r
+    failed = [r for r in records if r.get("bench") == "sam_optimizer" and r.get("status") == "failed"]
+    sam_conclusion = train_conclusion = None
+    if sam or failed:
+        out.append("## SAM optimizer side of one step (no forward/backward), float32\n")
+        out.append("GPU us: median device time with the launches queued ahead; wall us: host enqueue + device "
+                   "from an idle stream.\n")
+        models = ordered(k[1] for k in sam)
+        headers = ["model", "method"] + [label + " GPU / wall us" for _, label in BASIN_VARIANTS + TORCH_VARIANTS] \
+            + ["v3 vs per-tensor (GPU / wall)", "v3 vs foreach (GPU / wall)"]
+        rows = []
+        for model in models:
+            for method in ("sam", "asam"):
+                def get(side, variant, phase="step", field="median_us"):
+                    r = sam.get((side, model, method, variant, phase))
+                    return None if r is None else r.get(field)
+                cells = []
+                for variant, _ in BASIN_VARIANTS:
+                    cells.append(f"{fmt(get('basin', variant))} / {fmt(get('basin', variant, field='wall_us'))}")
+                for variant, _ in TORCH_VARIANTS:
+                    cells.append(f"{fmt(get('pytorch', variant))} / {fmt(get('pytorch', variant, field='wall_us'))}")
+                if all(c == "- / -" for c in cells):
+                    continue
+                v3, v3_wall = get("basin", "v3-fused"), get("basin", "v3-fused", field="wall_us")
+                speedups = []
+                for variant, _ in TORCH_VARIANTS:
+                    speedups.append(f"{ratio(get('pytorch', variant), v3)} / "
+                                    f"{ratio(get('pytorch', variant, field='wall_us'), v3_wall)}")
+                rows.append([model, method.upper()] + cells + speedups)
+                if method == "sam" and v3 is not None:
+                    best = min((get("pytorch", v) for v, _ in TORCH_VARIANTS if get("pytorch", v) is not None),
+                               default=None)
+                    sam_conclusion = (f"{model} SAM optimizer side: basin v3 {v3:.1f} us"
+                                      + (f" vs the fastest PyTorch variant {best:.1f} us ({ratio(best, v3)})"
+                                         if best is not None else ""))
+        out.append(table(headers, rows) + "\n")
+
+        out.append("### By phase (GPU us, % of the copy bandwidth measured by the same side)\n")
+        rows = []
+        for model in models:
+            for method in ("sam", "asam"):
+                for phase, phase_label in PHASES:
+                    cells = []
+                    for side, variants in (("basin", BASIN_VARIANTS), ("pytorch", TORCH_VARIANTS)):
+                        for variant, _ in variants:
+                            r = sam.get((side, model, method, variant, phase))
+                            cells.append("-" if r is None else
+                                         f"{fmt(r.get('median_us'))} ({fmt(100 * (r.get('copy_fraction') or 0), 0)}%)")
+                    if all(c == "-" for c in cells):
+                        continue
+                    rows.append([model, method.upper(), phase_label] + cells)
+        out.append(table(["model", "method", "phase"] + [label for _, label in BASIN_VARIANTS + TORCH_VARIANTS],
+                         rows) + "\n")
+        for r in failed:
+            out.append(f"- FAILED its check: {r['side']} {r.get('variant')} {r.get('method')} on {r.get('model')}: "
+                       f"{r.get('detail', '')}")
+        if failed:
+            out.append("")
+
+    # ---- training step
+    train = {}
+    for r in records:
+        if r.get("bench") == "train_step":
+            train[(r["side"], r["model"], r["batch"], r["optimizer"])] = r
+    if train:
+        out.append("## Training step (forward, backward, optimizer), images/s\n")
+        tf32 = ordered({True: "on", False: "off"}.get(r.get("tf32"), "?") for r in train.values())
+        devices = ordered(r.get("device", "?") for r in train.values())
+        out.append(f"TF32: {', '.join(tf32)}; device: {', '.join(devices)}\n")
+        keys = ordered((k[1], k[2]) for k in train)
+        rows = []
+        for model, batch in keys:
+            def ips(side, optimizer):
+                r = train.get((side, model, batch, optimizer))
+                return None if r is None else r.get("images_per_s")
+            b_sgd, t_sgd = ips("basin", "sgd"), ips("pytorch", "sgd")
+            b_sam, t_sam, t_foreach = ips("basin", "sam"), ips("pytorch", "sam"), ips("pytorch", "sam-foreach")
+            rows.append([model, batch, fmt(b_sgd, 0), fmt(t_sgd, 0), ratio(b_sgd, t_sgd), fmt(b_sam, 0),
+                         fmt(t_sam, 0), ratio(b_sam, t_sam), fmt(t_foreach, 0), ratio(b_sam, t_foreach),
+                         ratio(b_sgd, b_sam), ratio(t_sgd, t_sam)])
+            if b_sam is not None and (t_sam is not None or t_foreach is not None):
+                best = max(v for v in (t_sam, t_foreach) if v is not None)
+                train_conclusion = (f"{model} batch {batch} SAM training: basin {b_sam:,.0f} images/s vs "
+                                    f"PyTorch's best {best:,.0f} ({ratio(b_sam, best)})")
+        out.append(table(["model", "batch", "basin SGD", "PyTorch SGD", "SGD ratio", "basin SAM", "PyTorch SAM",
+                          "SAM ratio", "PyTorch SAM foreach", "ratio vs foreach", "basin SAM/SGD time",
+                          "PyTorch SAM/SGD time"], rows) + "\n")
+
+    conclusion = [c for c in (sam_conclusion, train_conclusion) if c]
+    if conclusion:
+        # The last line is the figure that matters: the last (largest) model's SAM figures.
+        out.append("; ".join(conclusion))
+    else:
+        out.append("no comparable figures: run both sides on a GPU (bench/run_side_by_side.sh)")
+    print("\n".join(out))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,134 @@
+#!/usr/bin/env bash
+# Runs basin's benchmarks and the PyTorch scripts in one invocation on the
+# same GPU, then merges their JSON lines into one report with basin/PyTorch
+# ratios (bench/pytorch/compare.py). The report starts with what makes the
+# figures comparable: date, git commit, GPU, driver, CUDA, cuDNN and PyTorch
+# versions.
+#
+#   bench/run_side_by_side.sh [BUILD_DIR] [OUT_DIR]
+#
+# BUILD_DIR: a Release build with the CUDA backend (default: build)
+# OUT_DIR:   where logs, JSON lines and report.md go (default: out/side_by_side/<date>)
+# Environment: PYTHON (default python3: it needs torch with CUDA), MODELS
+# (default resnet18,wrn16-8,wrn28-10), BATCH_SIZES (128,256), STEPS (50),
+# REPEATS (200), TF32=1 to allow TF32 on both sides, DRY_RUN=1 to run the
+# PyTorch scripts' CPU checks and basin's CPU self-check instead (for a machine
+# without a GPU: it tests this script, it measures nothing).
+set -uo pipefail
+
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+build="${1:-$repo/build}"
+stamp="$(date -u +%Y%m%d-%H%M%S)"
+out="${2:-$repo/out/side_by_side/$stamp}"
+python="${PYTHON:-python3}"
+models="${MODELS:-resnet18,wrn16-8,wrn28-10}"
+batch_sizes="${BATCH_SIZES:-128,256}"
+steps="${STEPS:-50}"
+repeats="${REPEATS:-200}"
+dry_run="${DRY_RUN:-0}"
+tf32_flag=()
+tf32_label="off"
+if [[ "${TF32:-0}" == "1" ]]; then
+  tf32_flag=(--tf32)
+  tf32_label="on"
+fi
+
+die() {
+  echo "run_side_by_side.sh: $*" >&2
+  exit 1
+}
+
+bin="$build/bench"
+[[ -x "$bin/bench_train_step" ]] || die "no $bin/bench_train_step: build first (cmake --build $build)"
+command -v "$python" > /dev/null || die "no $python (set PYTHON)"
+"$python" -c "import torch" 2> /dev/null || die "$python cannot import torch"
+
+has_gpu=0
+if command -v nvidia-smi > /dev/null && nvidia-smi -L 2> /dev/null | grep -q '^GPU'; then
+  has_gpu=1
+fi
+if [[ "$has_gpu" == "0" && "$dry_run" != "1" ]]; then
+  echo "no CUDA device: nothing to measure"
+  exit 0
+fi
+if [[ "$dry_run" != "1" ]]; then
+  [[ -x "$bin/bench_sam_kernels" && -x "$bin/bench_copy" ]] || die "$build was built without CUDA"
+fi
+
+mkdir -p "$out" || die "cannot create $out"
+basin_json="$out/basin.jsonl"
+torch_json="$out/pytorch.jsonl"
+: > "$basin_json"
+: > "$torch_json"
+
+# ---- what the figures were measured on
+commit="$(git -C "$repo" rev-parse HEAD 2> /dev/null || echo unknown)"
+if [[ -n "$(git -C "$repo" status --porcelain 2> /dev/null)" ]]; then
+  commit="$commit (with uncommitted changes)"
+fi
+gpu="none"
+driver="none"
+if [[ "$has_gpu" == "1" ]]; then
+  gpu="$(nvidia-smi --query-gpu=name --format=csv,noheader | head -n 1)"
+  driver="$(nvidia-smi --query-gpu=driver_version --format=csv,noheader | head -n 1)"
+fi
+nvcc_version="$(nvcc --version 2> /dev/null | sed -n 's/.*release \([0-9.]*\).*/\1/p')"
+[[ -n "$nvcc_version" ]] || nvcc_version="$(/usr/local/cuda/bin/nvcc --version 2> /dev/null | sed -n 's/.*release \([0-9.]*\).*/\1/p')"
+GPU="$gpu" DRIVER="$driver" NVCC="${nvcc_version:-unknown}" COMMIT="$commit" TF32_LABEL="$tf32_label" \
+  "$python" - > "$out/env.json" << 'EOF'
+import datetime, json, os
+import torch
+print(json.dumps({
+    "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+    "commit": os.environ["COMMIT"],
+    "gpu": os.environ["GPU"],
+    "driver": os.environ["DRIVER"],
+    "cuda": os.environ["NVCC"],
+    "torch": torch.__version__,
+    "torch_cuda": torch.version.cuda or "none",
+    "torch_cudnn": str(torch.backends.cudnn.version()) if torch.backends.cudnn.is_available() else "none",
+    "tf32": os.environ["TF32_LABEL"],
+}))
+EOF
+
+failures=0
+run() {
+  local name="$1"
+  shift
+  echo "==> $name: $*"
+  "$@" 2>&1 | tee "$out/$name.log"
+  local status="${PIPESTATUS[0]}"
+  if [[ "$status" != "0" ]]; then
+    echo "run_side_by_side.sh: $name exited with status $status (see $out/$name.log)" >&2
+    failures=$((failures + 1))
+  fi
+}
+
+if [[ "$dry_run" == "1" ]]; then
+  run bench_sam_check "$bin/bench_sam_check" --models resnet20,cnn-small --dump-shapes "$out/shapes.json"
+  run bench_train_step "$bin/bench_train_step" --device cpu --models cnn-small --batch-sizes 2 --steps 1 \
+    --warmup 1 --json "$basin_json"
+  run sam_optimizer "$python" "$repo/bench/pytorch/sam_optimizer.py" --dry-run --shapes "$out/shapes.json" \
+    --models resnet20,cnn-small --json "$torch_json"
+  run train_step "$python" "$repo/bench/pytorch/train_step.py" --dry-run --json "$torch_json"
+else
+  # basin first, then PyTorch, one after the other on the same GPU.
+  run bench_copy "$bin/bench_copy" --repeats "$repeats" --json "$basin_json"
+  run bench_sam_kernels "$bin/bench_sam_kernels" --models "$models" --repeats "$repeats" \
+    --dump-shapes "$out/shapes.json" --json "$basin_json"
+  run bench_train_step "$bin/bench_train_step" --models "$models" --batch-sizes "$batch_sizes" --steps "$steps" \
+    "${tf32_flag[@]}" --json "$basin_json"
+  run sam_optimizer "$python" "$repo/bench/pytorch/sam_optimizer.py" --shapes "$out/shapes.json" --models "$models" \
+    --repeats "$repeats" --json "$torch_json"
+  run train_step "$python" "$repo/bench/pytorch/train_step.py" --models "$models" --batch-sizes "$batch_sizes" \
+    --steps "$steps" "${tf32_flag[@]}" --json "$torch_json"
+fi
+
+echo "==> report"
+"$python" "$repo/bench/pytorch/compare.py" --env "$out/env.json" "$basin_json" "$torch_json" | tee "$out/report.md"
+echo
+echo "logs, JSON lines and report.md are in $out"
+if [[ "$failures" != "0" ]]; then
+  echo "run_side_by_side.sh: $failures of the runs failed (see above)" >&2
+  exit 1
+fi
