@@ -7,6 +7,7 @@
 #   build.log        the build
 #   ctest.log        the test suite (--output-on-failure)
 #   bench-<name>.log one per executable found in build-gpu/bench/
+#   train.log        with BASIN_CIFAR10_DIR set: a short ResNet-18 SAM run
 #   summary.txt      one line per step: status, seconds, log
 #
 #   bash scripts/gpu-check.sh OUT_DIR
@@ -208,6 +209,17 @@ for exe in "${benches[@]}"; do
   left=$(remaining)
   run_step "bench $name" "$out/bench-$name.log" "$((left < 120 ? left : 120))" "$exe"
 done
+
+# ------------------------------------------------------------------ training (optional)
+# With BASIN_CIFAR10_DIR naming a CIFAR-10 binary folder, a short ResNet-18 SAM
+# run on the GPU (GPU_TRAIN_EPOCHS epochs, default 3): metrics.jsonl and the log
+# land in OUT_DIR/train-resnet18-sam/.
+if ((built)) && [[ -n ${BASIN_CIFAR10_DIR:-} ]]; then
+  left=$(remaining)
+  run_step "train resnet18 sam" "$out/train.log" "$((left - 10))" \
+    "$build/apps/basin-train" --data-dir "$BASIN_CIFAR10_DIR" --model resnet18 --optimizer sam \
+    --epochs "${GPU_TRAIN_EPOCHS:-3}" --device cuda --out "$out/train-resnet18-sam"
+fi
 
 # ------------------------------------------------------------------ summary
 {
