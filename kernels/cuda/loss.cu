@@ -2,8 +2,9 @@
 //
 // forward: one block per row of logits. The threads stride over the C
 // classes and combine the row maximum, sum_c exp(x - max) and sum_c (x - max)
-// through a fixed shared-memory tree (deterministic, no atomics); thread 0
-// writes the row's loss and logsumexp. The block is the smallest power of two
+// through a fixed shared-memory tree (block_combine in
+// kernels/cuda/block_reduce.cuh: deterministic, no atomics); thread 0 writes
+// the row's loss and logsumexp. The block is the smallest power of two
 // (32 to 256) covering C: CIFAR's C = 10 needs one warp, not 256 threads.
 // backward: every gradient element is independent once the forward has saved
 // the row's logsumexp, so one thread per element in a grid-stride loop.
@@ -14,6 +15,7 @@
 // training loop notices first.
 #include <algorithm>
 
+#include "kernels/cuda/block_reduce.cuh"
 #include "kernels/cuda/check.cuh"
 #include "kernels/dtype_dispatch.h"
 #include "kernels/loss.h"
@@ -22,30 +24,8 @@ namespace basin::kernels::cuda {
 
 namespace {
 
-constexpr int kMaxRowBlock = 256;
 constexpr int kElementBlock = 256;
 constexpr long long kMaxRowGrid = 65535;  // rows beyond this loop inside the blocks
-
-enum class Combine { Max, Sum };
-
-// One value per thread in, the combination out to every thread, in a fixed
-// order for a given blockDim (a power of two).
-template <Combine kCombine>
-__device__ double block_combine(double value, double* shared) {
-  shared[threadIdx.x] = value;
-  __syncthreads();
-  for (int half = blockDim.x / 2; half > 0; half /= 2) {
-    if (threadIdx.x < half) {
-      const double a = shared[threadIdx.x];
-      const double b = shared[threadIdx.x + half];
-      shared[threadIdx.x] = kCombine == Combine::Max ? (b > a ? b : a) : a + b;
-    }
-    __syncthreads();
-  }
-  const double result = shared[0];
-  __syncthreads();  // everyone has read shared[0] before the next call overwrites it
-  return result;
-}
 
 template <class T, class L>
 __global__ void forward_kernel(T* loss, double* lse, const T* logits, const L* labels, long long rows,
@@ -98,12 +78,6 @@ __global__ void backward_kernel(T* grad_logits, const T* grad_loss, long long g_
     const double q = (c == label ? 1.0 - smoothing : 0.0) + smoothing / static_cast<double>(classes);
     grad_logits[idx] = static_cast<T>(g * (p - q));
   }
-}
-
-int row_block_for(long long n) {
-  int block = 32;
-  while (block < kMaxRowBlock && block < n) block *= 2;
-  return block;
 }
 
 }  // namespace

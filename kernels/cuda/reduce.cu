@@ -4,7 +4,8 @@
 // Two shapes of work:
 //  - inner == 1 (reducing the last dims, e.g. a row sum or a full sum): one
 //    block per output; threads stride over the row, then a shared-memory tree
-//    combines the per-thread partials in a fixed order.
+//    combines the per-thread partials in a fixed order (block_combine,
+//    kernels/cuda/block_reduce.cuh).
 //  - inner > 1 (reducing a middle dim, e.g. a bias gradient over the batch):
 //    one thread per output; neighbouring threads read neighbouring addresses
 //    at each step r, so the loads coalesce.
@@ -18,6 +19,7 @@
 // smaller index. That yields the first maximum (or first NaN) of the row,
 // exactly what the sequential CPU loop finds. max_backward writes every
 // element of grad_in (one thread each), so it needs no zero-fill and no atomics.
+#include "kernels/cuda/block_reduce.cuh"
 #include "kernels/cuda/check.cuh"
 #include "kernels/dtype_dispatch.h"
 #include "kernels/reduce.h"
@@ -35,13 +37,8 @@ __global__ void sum_rows_kernel(T* out, const T* in, long long reduce, double sc
   const T* row = in + blockIdx.x * reduce;
   double total = 0.0;
   for (long long r = threadIdx.x; r < reduce; r += blockDim.x) total += static_cast<double>(row[r]);
-  partial[threadIdx.x] = total;
-  __syncthreads();
-  for (int half = blockDim.x / 2; half > 0; half /= 2) {
-    if (threadIdx.x < half) partial[threadIdx.x] += partial[threadIdx.x + half];
-    __syncthreads();
-  }
-  if (threadIdx.x == 0) out[blockIdx.x] = static_cast<T>(partial[0] * scale);
+  total = block_combine<Combine::Sum>(total, partial);
+  if (threadIdx.x == 0) out[blockIdx.x] = static_cast<T>(total * scale);
 }
 
 template <class T>

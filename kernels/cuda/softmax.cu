@@ -15,6 +15,7 @@
 // exponentials in the element type, sums in double.
 #include <algorithm>
 
+#include "kernels/cuda/block_reduce.cuh"
 #include "kernels/cuda/check.cuh"
 #include "kernels/dtype_dispatch.h"
 #include "kernels/softmax.h"
@@ -23,31 +24,8 @@ namespace basin::kernels::cuda {
 
 namespace {
 
-constexpr int kMaxRowBlock = 256;
 constexpr int kColumnBlock = 256;
 constexpr long long kMaxRowGrid = 65535;  // rows beyond this loop inside the blocks
-
-enum class Combine { Max, Sum };
-
-// Combines one value per thread into one value every thread receives. The tree
-// has a fixed shape for a given blockDim (a power of two), so the order of the
-// additions, and with it the result, never changes between runs.
-template <Combine kCombine>
-__device__ double block_combine(double value, double* shared) {
-  shared[threadIdx.x] = value;
-  __syncthreads();
-  for (int half = blockDim.x / 2; half > 0; half /= 2) {
-    if (threadIdx.x < half) {
-      const double a = shared[threadIdx.x];
-      const double b = shared[threadIdx.x + half];
-      shared[threadIdx.x] = kCombine == Combine::Max ? (b > a ? b : a) : a + b;
-    }
-    __syncthreads();
-  }
-  const double result = shared[0];
-  __syncthreads();  // everyone has read shared[0] before the next call overwrites it
-  return result;
-}
 
 template <class T>
 __global__ void forward_rows_kernel(SoftmaxKind kind, T* out, const T* in, long long rows, long long n) {
@@ -158,13 +136,6 @@ __global__ void backward_columns_kernel(SoftmaxKind kind, T* grad_in, const T* g
       }
     }
   }
-}
-
-// The smallest power of two from 32 (one warp) to kMaxRowBlock that covers n.
-int row_block_for(long long n) {
-  int block = 32;
-  while (block < kMaxRowBlock && block < n) block *= 2;
-  return block;
 }
 
 unsigned row_grid_for(long long rows) { return static_cast<unsigned>(std::min(rows, kMaxRowGrid)); }

@@ -2,8 +2,6 @@
 // classes told apart by colour and a stripe), on the CPU.
 #include <catch2/catch.hpp>
 
-#include <unistd.h>
-
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -13,8 +11,10 @@
 #include "core/serialization.h"
 #include "data/dataset.h"
 #include "support/compare.h"
+#include "support/temp_dir.h"
 
 using namespace basin;
+using basin::testing::TempDir;
 namespace fs = std::filesystem;
 
 namespace {
@@ -61,12 +61,6 @@ apps::TrainConfig small_config(const std::string& out) {
   return c;
 }
 
-fs::path fresh_dir(const std::string& name) {
-  const fs::path dir = fs::temp_directory_path() / ("basin-trainer-" + name + "-" + std::to_string(::getpid()));
-  fs::remove_all(dir);
-  return dir;
-}
-
 std::vector<std::string> lines_of(const fs::path& path) {
   std::ifstream in(path);
   std::vector<std::string> lines;
@@ -77,10 +71,10 @@ std::vector<std::string> lines_of(const fs::path& path) {
 }  // namespace
 
 TEST_CASE("the trainer learns a synthetic task and writes its run folder", "[trainer]") {
-  const fs::path dir = fresh_dir("learn");
+  const TempDir dir("trainer_learn");
   const data::Dataset train_set = synthetic(96, 1, "synthetic train");
   const data::Dataset test_set = synthetic(48, 2, "synthetic test");
-  apps::TrainConfig config = small_config(dir.string());
+  apps::TrainConfig config = small_config(dir.str());
   config.epochs = 3;
   config.lr = 0.03;
   config.augment = false;  // a 4-pixel crop would hide most of an 8x8 image
@@ -93,18 +87,17 @@ TEST_CASE("the trainer learns a synthetic task and writes its run folder", "[tra
   CHECK(result.last.train_loss < 1.2);     // from ln 4 = 1.386
   CHECK(result.last.images_per_second > 0.0);
 
-  const auto metrics = lines_of(dir / "metrics.jsonl");
+  const auto metrics = lines_of(dir.path() / "metrics.jsonl");
   REQUIRE(metrics.size() == 3);
   CHECK(metrics[0].find("\"epoch\":1") != std::string::npos);
   CHECK(metrics[2].find("\"test_accuracy\"") != std::string::npos);
-  CHECK(fs::exists(dir / "config.json"));
-  CHECK_FALSE(fs::exists(dir / "checkpoint.safetensors.tmp"));
+  CHECK(fs::exists(dir.path() / "config.json"));
+  CHECK_FALSE(fs::exists(dir.path() / "checkpoint.safetensors.tmp"));
   std::map<std::string, std::string> meta;
-  const TensorMap checkpoint = load_safetensors((dir / "checkpoint.safetensors").string(), &meta);
+  const TensorMap checkpoint = load_safetensors(dir.file("checkpoint.safetensors"), &meta);
   CHECK(meta.at("epoch") == "3");
   CHECK(checkpoint.count("net.0.weight") == 1);  // the model's own names
   CHECK(checkpoint.count("optimizer.momentum_buffer") == 1);
-  fs::remove_all(dir);
 }
 
 TEST_CASE("two epochs straight equal one epoch, an interruption and a resume, bit for bit", "[trainer]") {
@@ -112,12 +105,12 @@ TEST_CASE("two epochs straight equal one epoch, an interruption and a resume, bi
   const data::Dataset test_set = synthetic(16, 2, "synthetic test");
   std::ostringstream log;
 
-  const fs::path straight = fresh_dir("straight");
-  apps::train(small_config(straight.string()), train_set, test_set, log);
+  const TempDir straight("trainer_straight");
+  apps::train(small_config(straight.str()), train_set, test_set, log);
 
   // Interrupted right after the first step of the first epoch, then resumed twice over.
-  const fs::path pieces = fresh_dir("pieces");
-  apps::TrainConfig config = small_config(pieces.string());
+  const TempDir pieces("trainer_pieces");
+  apps::TrainConfig config = small_config(pieces.str());
   apps::stop_requested() = true;
   const apps::TrainResult stopped = apps::train(config, train_set, test_set, log);
   apps::stop_requested() = false;
@@ -127,16 +120,14 @@ TEST_CASE("two epochs straight equal one epoch, an interruption and a resume, bi
   INFO(log.str());
   CHECK(resumed.epochs_done == 2);
 
-  const TensorMap a = load_safetensors((straight / "checkpoint.safetensors").string());
-  const TensorMap b = load_safetensors((pieces / "checkpoint.safetensors").string());
+  const TensorMap a = load_safetensors(straight.file("checkpoint.safetensors"));
+  const TensorMap b = load_safetensors(pieces.file("checkpoint.safetensors"));
   REQUIRE(a.size() == b.size());
   for (const auto& [name, tensor] : a) {
     INFO(name);
     CHECK(testing::equal(tensor, b.at(name)));
   }
-  CHECK(lines_of(pieces / "metrics.jsonl").size() == 2);
-  fs::remove_all(straight);
-  fs::remove_all(pieces);
+  CHECK(lines_of(pieces.path() / "metrics.jsonl").size() == 2);
 }
 
 TEST_CASE("bad configurations are clear errors", "[trainer][errors]") {
@@ -154,7 +145,8 @@ TEST_CASE("bad configurations are clear errors", "[trainer][errors]") {
   CHECK_THROWS_WITH(c.validate(), Catch::Contains("--optimizer must be sgd, sam or asam"));
   c = small_config("unused");
   c.resume = true;
-  c.out = fresh_dir("nothing").string();
+  const TempDir nothing("trainer_nothing");  // exists, but holds no checkpoint
+  c.out = nothing.str();
   std::ostringstream log;
   const data::Dataset d = synthetic(16, 1, "synthetic");
   CHECK_THROWS_WITH(apps::train(c, d, d, log), Catch::Contains("--resume: no checkpoint at"));

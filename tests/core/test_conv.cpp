@@ -100,32 +100,11 @@ std::vector<double> naive_conv2d(const Tensor& input, const Tensor& weight, cons
   return out;
 }
 
-double max_abs_diff(const std::vector<double>& x, const std::vector<double>& y) {
-  REQUIRE(x.size() == y.size());
-  double worst = 0.0;
-  for (std::size_t i = 0; i < x.size(); ++i) worst = std::max(worst, std::abs(x[i] - y[i]));
-  return std::isnan(worst) ? INFINITY : worst;
-}
-
 double dot(const std::vector<double>& x, const std::vector<double>& y) {
   REQUIRE(x.size() == y.size());
   double total = 0.0;
   for (std::size_t i = 0; i < x.size(); ++i) total += x[i] * y[i];
   return total;
-}
-
-bool all_equal_to(const Tensor& t, double value) {
-  for (double v : t.to_vector<double>()) {
-    if (v != value) return false;
-  }
-  return true;
-}
-
-bool any_nan(const Tensor& t) {
-  for (double v : t.to_vector<double>()) {
-    if (std::isnan(v)) return true;
-  }
-  return false;
 }
 
 kernels::Conv2dShape shape_of(const ConvCase& c) {
@@ -302,8 +281,8 @@ TEST_CASE("conv2d handles an empty batch", "[conv]") {
   CHECK(out.shape() == Shape{0, 4, 3, 3});
   out.backward(zeros({0, 4, 3, 3}, kFloat64));
   CHECK(x.grad().shape() == Shape{0, 3, 5, 5});
-  CHECK(all_equal_to(w.grad(), 0.0));
-  CHECK(all_equal_to(b.grad(), 0.0));
+  CHECK(testing::all_equal_to(w.grad(), 0.0));
+  CHECK(testing::all_equal_to(b.grad(), 0.0));
 }
 
 TEST_CASE("conv2d CPU kernels overwrite poisoned outputs", "[conv]") {
@@ -320,7 +299,7 @@ TEST_CASE("conv2d CPU kernels overwrite poisoned outputs", "[conv]") {
 
     Tensor out = full({g.n, g.k, g.p, g.q}, nan, dtype);
     kernels::cpu::conv2d_forward(dtype, g, out.data_ptr(), x.data_ptr(), w.data_ptr(), b.data_ptr());
-    CHECK_FALSE(any_nan(out));
+    CHECK_FALSE(testing::any_nan(out));
     CHECK(max_abs_diff(out.to_vector<double>(), naive_conv2d(x, w, b, c.stride, c.padding)) < 1e-5);
 
     // The backward kernels are the adjoints of the (bias-free) forward, which
@@ -329,8 +308,8 @@ TEST_CASE("conv2d CPU kernels overwrite poisoned outputs", "[conv]") {
     kernels::cpu::conv2d_backward_input(dtype, g, gx.data_ptr(), gy.data_ptr(), w.data_ptr());
     Tensor gw = full(c.weight, nan, dtype);
     kernels::cpu::conv2d_backward_weight(dtype, g, gw.data_ptr(), gy.data_ptr(), x.data_ptr());
-    CHECK_FALSE(any_nan(gx));
-    CHECK_FALSE(any_nan(gw));
+    CHECK_FALSE(testing::any_nan(gx));
+    CHECK_FALSE(testing::any_nan(gw));
     const double forward_side = dot(naive_conv2d(x, w, Tensor(), c.stride, c.padding), gy.to_vector<double>());
     const double tolerance = (dtype == kFloat32 ? 1e-5 : 1e-12) * (1.0 + std::abs(forward_side));
     CHECK(std::abs(dot(x.to_vector<double>(), gx.to_vector<double>()) - forward_side) < tolerance);
@@ -341,7 +320,7 @@ TEST_CASE("conv2d CPU kernels overwrite poisoned outputs", "[conv]") {
     empty_batch.n = 0;
     Tensor gw0 = full(c.weight, nan, dtype);
     kernels::cpu::conv2d_backward_weight(dtype, empty_batch, gw0.data_ptr(), nullptr, nullptr);
-    CHECK(all_equal_to(gw0, 0.0));
+    CHECK(testing::all_equal_to(gw0, 0.0));
   }
 }
 
@@ -463,7 +442,7 @@ TEST_CASE("conv2d CUDA kernels overwrite poisoned outputs", "[conv][cuda]") {
     empty_batch.n = 0;
     Tensor gw0 = full(c.weight, nan, on_gpu);
     kernels::cuda::conv2d_backward_weight(dtype, empty_batch, gw0.data_ptr(), nullptr, nullptr, false);
-    CHECK(all_equal_to(gw0, 0.0));
+    CHECK(testing::all_equal_to(gw0, 0.0));
   }
 #endif
 }
@@ -535,8 +514,8 @@ TEST_CASE("conv2d on CUDA is deterministic and handles an empty batch", "[conv][
   const Tensor ye = conv2d(xe, we, be, {2, 2}, {1, 1});
   CHECK(ye.shape() == Shape{0, 12, 11, 10});
   ye.backward(zeros({0, 12, 11, 10}, on_gpu));
-  CHECK(all_equal_to(we.grad(), 0.0));
-  CHECK(all_equal_to(be.grad(), 0.0));
+  CHECK(testing::all_equal_to(we.grad(), 0.0));
+  CHECK(testing::all_equal_to(be.grad(), 0.0));
 
   CHECK_THROWS_WITH(conv2d(x, w1.detach().cpu(), Tensor()),
                     Catch::Contains("conv2d: tensors are on different devices"));

@@ -26,13 +26,6 @@ namespace {
 const std::vector<std::pair<const char*, Reduction>> kReductions = {
     {"mean", Reduction::Mean}, {"sum", Reduction::Sum}, {"none", Reduction::None}};
 
-bool all_finite(const Tensor& t) {
-  for (double v : t.to_vector<double>()) {
-    if (!std::isfinite(v)) return false;
-  }
-  return true;
-}
-
 // Labels in [0, classes) drawn from the default generator.
 Tensor random_labels(std::int64_t rows, std::int64_t classes, DType dtype) {
   const std::vector<double> u = rand({rows}, kFloat64).to_vector<double>();
@@ -78,7 +71,7 @@ TEST_CASE("cross_entropy stays finite and exact for large logits", "[cross_entro
     CHECK(loss[1] == 2000.0);
     Tensor x = logits.clone().requires_grad_();
     cross_entropy(x, labels, 0.1, Reduction::Sum).backward();
-    CHECK(all_finite(x.grad()));
+    CHECK(testing::all_finite(x.grad()));
   }
 }
 
@@ -89,12 +82,12 @@ TEST_CASE("cross_entropy CPU kernels write every output element", "[cross_entrop
   Tensor loss = full({9}, NAN, kFloat64);
   Tensor lse = full({9}, NAN, kFloat64);
   kernels::cpu::cross_entropy_forward(arg(loss), arg(lse), arg(logits), arg(labels), 0.1);
-  CHECK(all_finite(loss));
-  CHECK(all_finite(lse));
+  CHECK(testing::all_finite(loss));
+  CHECK(testing::all_finite(lse));
   Tensor gx = full({9, 13}, NAN, kFloat64);
   kernels::cpu::cross_entropy_backward(arg(gx), arg(randn({9}, kFloat64)), 1.0, arg(logits), arg(lse), arg(labels),
                                        0.1);
-  CHECK(all_finite(gx));
+  CHECK(testing::all_finite(gx));
 }
 
 TEST_CASE("cross_entropy matches PyTorch", "[cross_entropy][fixture]") {
@@ -176,8 +169,8 @@ TEST_CASE("cross_entropy CUDA kernels match the CPU kernels", "[cross_entropy][c
                 kernels::cuda::cross_entropy_forward(arg(loss_gpu), arg(lse_gpu), arg(logits_gpu), arg(labels_gpu),
                                                      smoothing);
               });
-          REQUIRE(all_finite(loss_gpu));
-          REQUIRE(all_finite(lse_gpu));
+          REQUIRE(testing::all_finite(loss_gpu));
+          REQUIRE(testing::all_finite(lse_gpu));
           CHECK(relative_error(loss_gpu, loss) <= tolerance);
           // In float32 the exponentials are float (CUDA's expf and the host's
           // differ by an ulp or two), so lse agrees to the element type's accuracy.
@@ -208,7 +201,7 @@ TEST_CASE("cross_entropy CUDA kernels match the CPU kernels", "[cross_entropy][c
                   kernels::cuda::cross_entropy_backward(arg(gx_gpu), arg(upstream.cuda), upstream.scale,
                                                         arg(logits_gpu), arg(lse_same), arg(labels_gpu), smoothing);
                 });
-            REQUIRE(all_finite(gx_gpu));
+            REQUIRE(testing::all_finite(gx_gpu));
             CHECK(relative_error(gx_gpu, gx) <= tolerance);
           }
         }

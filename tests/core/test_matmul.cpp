@@ -89,20 +89,6 @@ std::vector<double> naive_matmul(const Tensor& a, const Tensor& b) {
   return out;
 }
 
-double max_abs_diff(const std::vector<double>& x, const std::vector<double>& y) {
-  REQUIRE(x.size() == y.size());
-  double worst = 0.0;
-  for (std::size_t i = 0; i < x.size(); ++i) worst = std::max(worst, std::abs(x[i] - y[i]));
-  return std::isnan(worst) ? INFINITY : worst;
-}
-
-bool all_equal_to(const Tensor& t, double value) {
-  for (double v : t.to_vector<double>()) {
-    if (v != value) return false;
-  }
-  return true;
-}
-
 }  // namespace
 
 TEST_CASE("matmul gives exact small products", "[matmul]") {
@@ -162,7 +148,7 @@ TEST_CASE("matmul handles zero sizes", "[matmul]") {
   Tensor b = randn({0, 4}, kFloat64).requires_grad_();
   const Tensor c = matmul(a, b);
   CHECK(c.shape() == Shape{3, 4});
-  CHECK(all_equal_to(c, 0.0));
+  CHECK(testing::all_equal_to(c, 0.0));
   c.backward(ones({3, 4}, kFloat64));
   CHECK(a.grad().shape() == Shape{3, 0});
   CHECK(b.grad().shape() == Shape{0, 4});
@@ -171,7 +157,7 @@ TEST_CASE("matmul handles zero sizes", "[matmul]") {
   CHECK(matmul(randn({2, 3}), randn({3, 0})).shape() == Shape{2, 0});
   CHECK(matmul(randn({0, 2, 3}), randn({3, 4})).shape() == Shape{0, 2, 4});
   CHECK(matmul(randn({2, 5, 0}), randn({0, 4})).shape() == Shape{2, 5, 4});
-  CHECK(all_equal_to(matmul(randn({2, 5, 0}), randn({2, 0, 4})), 0.0));
+  CHECK(testing::all_equal_to(matmul(randn({2, 5, 0}), randn({2, 0, 4})), 0.0));
 }
 
 TEST_CASE("matmul matches finite differences", "[matmul][gradcheck]") {
@@ -247,7 +233,7 @@ TEST_CASE("matmul CPU GEMM overwrites a poisoned output", "[matmul]") {
 
     Tensor zero_k = full({2, 3}, nan, dtype);
     kernels::cpu::gemm(dtype, {1, 2, 3, 0}, zero_k.data_ptr(), op_a, op_b);
-    CHECK(all_equal_to(zero_k, 0.0));
+    CHECK(testing::all_equal_to(zero_k, 0.0));
   }
 }
 
@@ -275,7 +261,7 @@ TEST_CASE("matmul cuBLAS GEMM overwrites a poisoned output", "[matmul][cuda]") {
     const Tensor zero_k = full({3, 37, 53}, nan, TensorOptions(dtype).device(Device::cuda()));
     kernels::cuda::gemm(dtype, {3, 37, 53, 0}, zero_k.data_ptr(), {a_d.data_ptr(), false, 1, 0},
                         {b_d.data_ptr(), false, 53, 0});
-    CHECK(all_equal_to(zero_k, 0.0));
+    CHECK(testing::all_equal_to(zero_k, 0.0));
   }
 #endif
 }
@@ -317,7 +303,7 @@ TEST_CASE("matmul on CUDA is deterministic and handles zero sizes", "[matmul][cu
   const Tensor a = randn({5, 37, 61}, TensorOptions().device(Device::cuda()));
   const Tensor b = randn({61, 43}, TensorOptions().device(Device::cuda()));
   CHECK(testing::equal(matmul(a, b), matmul(a, b)));
-  CHECK(all_equal_to(matmul(randn({3, 0}, TensorOptions().device(Device::cuda())),
+  CHECK(testing::all_equal_to(matmul(randn({3, 0}, TensorOptions().device(Device::cuda())),
                             randn({0, 5}, TensorOptions().device(Device::cuda()))),
                      0.0));
   CHECK(matmul(randn({0, 3}, TensorOptions().device(Device::cuda())), b.slice(0, 0, 3)).shape() == Shape{0, 43});

@@ -2,8 +2,6 @@
 // corrupt file, atomic replacement; and the fixture loader built on it.
 #include <catch2/catch.hpp>
 
-#include <unistd.h>
-
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -18,30 +16,14 @@
 #include "core/serialization.h"
 #include "support/cuda.h"
 #include "support/fixtures.h"
+#include "support/temp_dir.h"
 
 using namespace basin;
 using Catch::Contains;
+using basin::testing::TempDir;
 namespace fs = std::filesystem;
 
 namespace {
-
-// A fresh directory per test case, removed afterwards. The pid keeps test
-// processes that ctest runs in parallel apart.
-struct TempDir {
-  fs::path path;
-  explicit TempDir(const std::string& tag) {
-    static int counter = 0;
-    path = fs::temp_directory_path() /
-           ("basin_serialization_" + tag + "_" + std::to_string(::getpid()) + "_" + std::to_string(counter++));
-    fs::remove_all(path);
-    fs::create_directories(path);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-  std::string file(const std::string& name) const { return (path / name).string(); }
-};
 
 std::vector<unsigned char> read_bytes(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
@@ -275,7 +257,7 @@ TEST_CASE("safetensors rejects corrupt files with errors naming the file and the
   const std::string missing = dir.file("missing.safetensors");
   CHECK_THROWS_WITH(load_safetensors(missing), Contains(missing) && Contains("cannot open") &&
                                                    Contains("No such file"));
-  CHECK_THROWS_WITH(load_safetensors(dir.path.string()), Contains(dir.path.string()) && Contains("not a regular file"));
+  CHECK_THROWS_WITH(load_safetensors(dir.str()), Contains(dir.str()) && Contains("not a regular file"));
 }
 
 TEST_CASE("safetensors saves atomically and replaces an existing file", "[serialization]") {

@@ -26,13 +26,6 @@ using basin::testing::relative_error;
 
 namespace {
 
-bool all_finite(const Tensor& t) {
-  for (double v : t.to_vector<double>()) {
-    if (!std::isfinite(v)) return false;
-  }
-  return true;
-}
-
 // The kernel layout of a contiguous tensor normalized along `dim`.
 kernels::ReduceShape layout_for(const Shape& shape, std::int64_t dim) {
   kernels::ReduceShape layout;
@@ -69,8 +62,8 @@ TEST_CASE("softmax is stable for large inputs", "[softmax]") {
     const Tensor x = from_vector<double>({1000, 0, -1000, 500, 500, 500}, {2, 3}, dtype);
     const Tensor y = softmax(x, 1);
     const Tensor logy = log_softmax(x, 1);
-    REQUIRE(all_finite(y));
-    REQUIRE(all_finite(logy));
+    REQUIRE(testing::all_finite(y));
+    REQUIRE(testing::all_finite(logy));
     CHECK(y.to_vector<double>()[0] == 1.0);
     CHECK(y.to_vector<double>()[4] == Approx(1.0 / 3.0).epsilon(1e-6));
     // log_softmax keeps the tiny probabilities that softmax rounds to zero.
@@ -104,11 +97,11 @@ TEST_CASE("softmax CPU kernels write every output element", "[softmax]") {
       const auto layout = layout_for(x.shape(), dim);
       Tensor y = full(x.shape(), NAN, kFloat64);
       kernels::cpu::softmax_forward(kind, arg(y), arg(x), layout);
-      CHECK(all_finite(y));
+      CHECK(testing::all_finite(y));
       const Tensor g = randn(x.shape(), kFloat64);
       Tensor gx = full(x.shape(), NAN, kFloat64);
       kernels::cpu::softmax_backward(kind, arg(gx), arg(g), arg(y), layout);
-      CHECK(all_finite(gx));
+      CHECK(testing::all_finite(gx));
     }
   }
 }
@@ -195,7 +188,7 @@ TEST_CASE("softmax CUDA kernels match the CPU kernels", "[softmax][cuda]") {
         kernels::cpu::softmax_forward(kind, arg(y), arg(x), layout);
         run_kernel(
             Device::cuda(), [] {}, [&] { kernels::cuda::softmax_forward(kind, arg(y_gpu), arg(x_gpu), layout); });
-        REQUIRE(all_finite(y_gpu));
+        REQUIRE(testing::all_finite(y_gpu));
         CHECK(relative_error(y_gpu, y) <= tolerance);
 
         // The backward kernels on the same saved output, so only they differ.
@@ -206,7 +199,7 @@ TEST_CASE("softmax CUDA kernels match the CPU kernels", "[softmax][cuda]") {
         run_kernel(
             Device::cuda(), [] {},
             [&] { kernels::cuda::softmax_backward(kind, arg(gx_gpu), arg(g_gpu), arg(y_same), layout); });
-        REQUIRE(all_finite(gx_gpu));
+        REQUIRE(testing::all_finite(gx_gpu));
         CHECK(relative_error(gx_gpu, gx) <= tolerance);
       }
     }

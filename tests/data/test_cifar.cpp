@@ -21,30 +21,15 @@
 #include "data/cifar.h"
 #include "data/dataset.h"
 #include "data/mnist.h"
+#include "support/temp_dir.h"
 
 using namespace basin;
 using namespace basin::data;
 using Catch::Contains;
+using basin::testing::TempDir;
 namespace fs = std::filesystem;
 
 namespace {
-
-struct TempDir {
-  fs::path path;
-  explicit TempDir(const std::string& tag) {
-    static int counter = 0;
-    path = fs::temp_directory_path() /
-           ("basin_data_" + tag + "_" + std::to_string(::getpid()) + "_" + std::to_string(counter++));
-    fs::remove_all(path);
-    fs::create_directories(path);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-  std::string str() const { return path.string(); }
-  std::string file(const std::string& name) const { return (path / name).string(); }
-};
 
 // A file of `size` bytes that reads as zeros, without writing them.
 void sparse_file(const std::string& path, std::uintmax_t size) {
@@ -149,8 +134,8 @@ TEST_CASE("cifar10 test split: labels and planar RGB pixels in record order", "[
 
 TEST_CASE("cifar10 train split: data_batch_1..5 in order, found in the archive's folder too", "[data][cifar]") {
   TempDir root("cifar10_train");
-  fs::create_directories(root.path / "cifar-10-batches-bin");
-  const fs::path folder = root.path / "cifar-10-batches-bin";
+  fs::create_directories(root.path() / "cifar-10-batches-bin");
+  const fs::path folder = root.path() / "cifar-10-batches-bin";
   std::vector<std::vector<std::uint8_t>> marks;
   for (int i = 1; i <= 5; ++i) {
     const std::string path = (folder / ("data_batch_" + std::to_string(i) + ".bin")).string();
@@ -189,7 +174,7 @@ TEST_CASE("cifar10 errors: a file of the wrong size says what was expected", "[d
                     Contains("CIFAR-10: " + dir.file("test_batch.bin") +
                              " is 30,000,000 bytes, expected 30,730,000 (10,000 records of 3,073 bytes)"));
   // One byte short is as wrong as a megabyte.
-  fs::resize_file(dir.path / "test_batch.bin", 10000 * kCifar10Record - 1);
+  fs::resize_file(dir.path() / "test_batch.bin", 10000 * kCifar10Record - 1);
   CHECK_THROWS_WITH(load_cifar10(dir.str(), false), Contains("is 30,729,999 bytes, expected 30,730,000"));
 }
 
@@ -239,7 +224,7 @@ TEST_CASE("cifar100 errors: missing, wrong size, fine and coarse labels out of r
   CHECK_THROWS_WITH(load_cifar100(dir.str(), false),
                     Contains("is 30,730,000 bytes, expected 30,740,000 (10,000 records of 3,074 bytes)"));
 
-  fs::resize_file(dir.path / "test.bin", 10000 * kCifar100Record);
+  fs::resize_file(dir.path() / "test.bin", 10000 * kCifar100Record);
   write_at(dir.file("test.bin"), 777 * kCifar100Record, {19, 100});
   CHECK_THROWS_WITH(load_cifar100(dir.str(), false, true),
                     Contains("record 777") && Contains("has label 100, expected 0..99"));

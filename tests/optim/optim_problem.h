@@ -2,6 +2,7 @@
 // optimizer trajectory tests: parameters w1 [5, 3], b1 [5], w2 [2, 5] and
 //   loss = sum(c * tanh(tanh(x @ w1^T + b1) @ w2^T))
 // with x [4, 3] and c [4, 2] read from optim_trajectories.safetensors.
+// Also random parameters, for the optimizer tests that need no fixture.
 #pragma once
 
 #include <string>
@@ -10,6 +11,7 @@
 
 #include "core/elementwise.h"
 #include "core/matmul.h"
+#include "core/random.h"
 #include "core/reduce.h"
 #include "core/serialization.h"
 #include "core/tensor.h"
@@ -55,5 +57,12 @@ struct OptimProblem {
     return out;
   }
 };
+
+// Leaves that require grad, one per shape, drawn from the default generator.
+inline std::vector<Tensor> random_params(const std::vector<Shape>& shapes, const TensorOptions& options) {
+  std::vector<Tensor> out;
+  for (const Shape& s : shapes) out.push_back(randn(s, options).requires_grad_());
+  return out;
+}
 
 }  // namespace basin::testing

@@ -42,12 +42,6 @@ std::vector<AdamWCase> adamw_cases() {
   };
 }
 
-std::vector<Tensor> random_params(const std::vector<Shape>& shapes, const TensorOptions& options) {
-  std::vector<Tensor> out;
-  for (const Shape& s : shapes) out.push_back(randn(s, options).requires_grad_());
-  return out;
-}
-
 void train_step(optim::Optimizer& opt, const OptimProblem& problem) {
   opt.zero_grad();
   problem.loss().backward();
@@ -101,7 +95,7 @@ TEST_CASE("AdamW rejects bad options, naming the option and the value", "[optim]
 
 TEST_CASE("AdamW keeps the arena padding at zero", "[optim][AdamW]") {
   manual_seed(32);
-  const std::vector<Tensor> params = random_params({{3, 5}, {7}, {2}}, kFloat32);
+  const std::vector<Tensor> params = testing::random_params({{3, 5}, {7}, {2}}, kFloat32);
   AdamW opt(params, AdamWOptions(0.1).amsgrad(true));
   const Tensor initial = params[2].detach().clone();
   for (int k = 0; k < 3; ++k) {
@@ -162,11 +156,11 @@ TEST_CASE("AdamW resumes exactly: 2 steps == 1 step, save, load into a fresh opt
 
 TEST_CASE("AdamW load_state_dict says what does not fit", "[optim][AdamW]") {
   manual_seed(33);
-  AdamW opt(random_params({{3, 5}, {7}}, kFloat32), AdamWOptions().amsgrad(true));
+  AdamW opt(testing::random_params({{3, 5}, {7}}, kFloat32), AdamWOptions().amsgrad(true));
   const TensorMap good = opt.state_dict();
   CHECK_NOTHROW(opt.load_state_dict(good));
 
-  optim::SGD sgd(random_params({{3, 5}, {7}}, kFloat32), optim::SGDOptions(0.1).momentum(0.9));
+  optim::SGD sgd(testing::random_params({{3, 5}, {7}}, kFloat32), optim::SGDOptions(0.1).momentum(0.9));
   CHECK_THROWS_WITH(opt.load_state_dict(sgd.state_dict()),
                     Catch::Contains("AdamW: load_state_dict: the state was saved by SGD, not AdamW"));
 
@@ -175,7 +169,7 @@ TEST_CASE("AdamW load_state_dict says what does not fit", "[optim][AdamW]") {
   CHECK_THROWS_WITH(opt.load_state_dict(missing),
                     Catch::Contains("AdamW: load_state_dict: the state has no \"max_exp_avg_sq\" entry"));
 
-  AdamW plain(random_params({{3, 5}, {7}}, kFloat32), AdamWOptions());
+  AdamW plain(testing::random_params({{3, 5}, {7}}, kFloat32), AdamWOptions());
   CHECK_THROWS_WITH(plain.load_state_dict(good),
                     Catch::Contains("AdamW: load_state_dict: unexpected entry \"max_exp_avg_sq\""));
 
@@ -192,7 +186,7 @@ TEST_CASE("AdamW on CUDA matches AdamW on the CPU over 5 steps", "[optim][AdamW]
   for (DType dtype : {kFloat32, kFloat64}) {
     const double tolerance = dtype == kFloat32 ? 1e-6 : 1e-13;
     for (std::size_t config = 0; config < configs.size(); ++config) {
-      const std::vector<Tensor> cpu = random_params(shapes, dtype);
+      const std::vector<Tensor> cpu = testing::random_params(shapes, dtype);
       std::vector<Tensor> gpu;
       for (const Tensor& p : cpu) gpu.push_back(p.detach().to(Device::cuda()).requires_grad_());
       AdamW opt_cpu(cpu, configs[config]), opt_gpu(gpu, configs[config]);

@@ -34,12 +34,6 @@ std::vector<Tensor> make_params(DType dtype, Device device = Device::cpu()) {
 
 bool picks_0_and_2(std::size_t index, const Tensor&) { return index == 0 || index == 2; }
 
-std::vector<Tensor> host_copies(const std::vector<Tensor>& tensors) {
-  std::vector<Tensor> out;
-  for (const Tensor& t : tensors) out.push_back(t.detach().cpu().clone());
-  return out;
-}
-
 // Every element of `flat` outside the tensors' ranges.
 std::vector<double> padding_of(const ParameterArena& arena, const Tensor& flat) {
   const std::vector<double> values = flat.to_vector<double>();
@@ -106,7 +100,7 @@ TEST_CASE("the arena puts each tensor on a 256-byte boundary, the adaptive run f
 TEST_CASE("packed parameters view the arena and keep their values and gradients", "[optim][arena]") {
   manual_seed(2);
   std::vector<Tensor> params = make_params(kFloat32);
-  const std::vector<Tensor> before = host_copies(params);
+  const std::vector<Tensor> before = testing::host_copies(params);
   const Tensor existing = rand({7}, kFloat32, 1.0, 2.0);
   params[1].set_grad(existing.clone());  // an existing gradient is carried over
   const Tensor handle = params[3];        // another handle to the same tensor follows it
@@ -301,7 +295,7 @@ TEST_CASE("the arena packs CUDA parameters and follows them from CPU to CUDA", "
   }
   Tensor state = arena.make_buffer();
   state.copy_(rand({arena.padded_numel()}));
-  const std::vector<Tensor> values = host_copies(params);
+  const std::vector<Tensor> values = testing::host_copies(params);
   const Tensor grad4 = params[4].grad().clone();
   const std::vector<double> state_before = state.to_vector<double>();
 

@@ -143,13 +143,6 @@ bool padding_is_zero(const ParameterArena& arena, const Tensor& flat) {
   return true;
 }
 
-bool has_nan(const Tensor& t) {
-  for (double v : t.to_vector<double>()) {
-    if (std::isnan(v)) return true;
-  }
-  return false;
-}
-
 struct SgdCase {
   const char* name;
   double lr, momentum, dampening, weight_decay;
@@ -261,7 +254,7 @@ TEST_CASE("fused sam_norm matches a direct computation of ||T g||", "[optim][fus
       CHECK(std::abs(scale[kernels::kSamNorm] - expected) <= 1e-12 * expected);
       CHECK(scale[kernels::kSamScale] == args.rho / (scale[kernels::kSamNorm] + args.eps));
       CHECK(scale[kernels::kSamFinite] == 1.0);
-      CHECK_FALSE(has_nan(out.partials));  // every partial written
+      CHECK_FALSE(testing::any_nan(out.partials));  // every partial written
       // The check can tell T from 1: the SAM and ASAM norms differ by far more.
       const double other = direct_norm(arena, !adaptive, args.eta);
       CHECK(std::abs(other - expected) > 1e-6 * expected);
@@ -341,7 +334,7 @@ TEST_CASE("fused kernels: a non-finite gradient norm leaves the weights untouche
       saved.fill_(kNaN);
       run_perturb(arena.params(), saved, arena.grads(), out.scale, args);
       CHECK(equal(arena.params(), before));  // 0 * NaN never reached w
-      CHECK_FALSE(has_nan(arena.params()));
+      CHECK_FALSE(testing::any_nan(arena.params()));
       CHECK(equal(saved, before));
     }
   }
@@ -589,7 +582,7 @@ TEST_CASE("fused SAM kernels on CUDA match the CPU kernels", "[optim][fused][cud
       }
       check_close(gpu.params(), cpu.params(), dtype, "updated weights");
       check_close(m_gpu, m_cpu, dtype, "momentum");
-      CHECK_FALSE(has_nan(m_gpu));
+      CHECK_FALSE(testing::any_nan(m_gpu));
     }
   }
 }

@@ -175,25 +175,10 @@ void set_random_grads(const Optimizer& opt) {
   for (const Tensor& p : opt.params()) p.grad().copy_(randn(p.shape(), TensorOptions(p.dtype())).to(p.device()));
 }
 
-std::vector<Tensor> host_copies(const std::vector<Tensor>& tensors) {
-  std::vector<Tensor> out;
-  for (const Tensor& t : tensors) out.push_back(host_copy(t));
-  return out;
-}
-
 bool all_equal(const std::vector<Tensor>& a, const std::vector<Tensor>& b) {
   if (a.size() != b.size()) return false;
   for (std::size_t i = 0; i < a.size(); ++i) {
     if (!equal(host_copy(a[i]), host_copy(b[i]))) return false;
-  }
-  return true;
-}
-
-bool all_finite(const std::vector<Tensor>& tensors) {
-  for (const Tensor& t : tensors) {
-    for (double v : t.to_vector<double>()) {
-      if (!std::isfinite(v)) return false;
-    }
   }
   return true;
 }
@@ -281,7 +266,7 @@ TEST_CASE("the fused and per-tensor SAM paths agree", "[sam]") {
         SAMOptions o = options;
         SAM sam(base, o.fused(fused));
         sam.first_step();
-        perturbed.push_back(host_copies(base->params()));
+        perturbed.push_back(testing::host_copies(base->params()));
         norms.push_back(sam.last_grad_norm().item());
       }
       CHECK(std::abs(norms[0] - norms[1]) <= 1e-14 * norms[0]);
@@ -313,7 +298,7 @@ TEST_CASE("SAM with a base that is not SGD restores by copy and then steps", "[s
         set_random_grads(*base);
         sam.second_step();
       }
-      results.push_back(host_copies(base->params()));
+      results.push_back(testing::host_copies(base->params()));
     }
     for (std::size_t i = 0; i < results[0].size(); ++i) {
       INFO((fused ? "fused" : "per tensor") << ", parameter " << i);
@@ -379,7 +364,7 @@ TEST_CASE("SAM restores the weights exactly from its saved copy", "[sam]") {
         SAMOptions o = options;
         SAM sam(base, o.fused(fused));
         set_random_grads(*base);
-        const std::vector<Tensor> before = host_copies(base->params());
+        const std::vector<Tensor> before = testing::host_copies(base->params());
         sam.first_step();
         CHECK_FALSE(all_equal(base->params(), before));  // the perturbation moved them
         set_random_grads(*base);
@@ -448,13 +433,13 @@ TEST_CASE("SAM turns a zero gradient into a zero perturbation, not NaN", "[sam]"
         SAMOptions o = options;
         SAM sam(base, o.fused(fused).eps(eps));
         base->zero_grad();
-        const std::vector<Tensor> before = host_copies(base->params());
+        const std::vector<Tensor> before = testing::host_copies(base->params());
         sam.first_step();
         CHECK(all_equal(base->params(), before));
         CHECK(sam.last_grad_norm().item() == 0.0);
         CHECK(sam.last_step_finite());
         sam.second_step();
-        CHECK(all_finite(base->params()));
+        CHECK(testing::all_finite(base->params()));
       }
     }
   }
@@ -475,7 +460,7 @@ TEST_CASE("SAM reports a non-finite gradient and leaves the weights unperturbed"
           NoGradGuard no_grad;
           base->params()[3].grad().view({base->params()[3].numel()}).slice(0, 2, 3).fill_(bad);
         }
-        const std::vector<Tensor> before = host_copies(base->params());
+        const std::vector<Tensor> before = testing::host_copies(base->params());
         sam.first_step();
         CHECK_FALSE(sam.last_step_finite());
         CHECK(all_equal(base->params(), before));
@@ -509,7 +494,7 @@ std::pair<double, std::vector<Tensor>> large_first_step(Device device, const SAM
   set_random_grads(*base);
   SAM sam(base, options);
   sam.first_step();
-  return {sam.last_grad_norm().item(), host_copies(base->params())};
+  return {sam.last_grad_norm().item(), testing::host_copies(base->params())};
 }
 
 }  // namespace
@@ -561,7 +546,7 @@ TEST_CASE("SAM rejects bad options and misuse with clear errors", "[sam][errors]
     CHECK_THROWS_WITH(sam.last_grad_norm(), Catch::Contains("last_grad_norm() before any first_step()"));
     CHECK_THROWS_WITH(sam.second_step(), Catch::Contains("SAM: second_step() without first_step()"));
     sam.first_step();
-    const std::vector<Tensor> perturbed = host_copies(base->params());
+    const std::vector<Tensor> perturbed = testing::host_copies(base->params());
     CHECK_THROWS_WITH(sam.first_step(), Catch::Contains("SAM: first_step() called twice"));
     CHECK(all_equal(base->params(), perturbed));  // the refused call changed nothing
     sam.second_step();
@@ -590,7 +575,7 @@ TEST_CASE("SAM puts the weights back when the second closure call throws", "[sam
     const NamedTensors params = make_params(kFloat32, Device::cpu());
     auto base = std::make_shared<SGD>(params, SGDOptions(0.1));
     SAM sam(base, SAMOptions().fused(fused));
-    const std::vector<Tensor> before = host_copies(base->params());
+    const std::vector<Tensor> before = testing::host_copies(base->params());
     int calls = 0;
     const Closure closure = [&] {
       if (++calls == 2) throw Error("out of memory in the second pass");
@@ -627,7 +612,7 @@ TEST_CASE("SAM re-packs the arena after Module::zero_grad() dropped the gradient
         return loss;
       });
     }
-    results.push_back(host_copies(net->parameters()));
+    results.push_back(testing::host_copies(net->parameters()));
   }
   CHECK(all_equal(results[0], results[1]));
 }

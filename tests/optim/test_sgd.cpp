@@ -48,12 +48,6 @@ std::vector<SgdCase> sgd_cases() {
   };
 }
 
-std::vector<Tensor> random_params(const std::vector<Shape>& shapes, const TensorOptions& options) {
-  std::vector<Tensor> out;
-  for (const Shape& s : shapes) out.push_back(randn(s, options).requires_grad_());
-  return out;
-}
-
 // One step of the fixture problem: zero_grad, forward, backward, step.
 Tensor train_step(optim::Optimizer& opt, const OptimProblem& problem) {
   opt.zero_grad();
@@ -242,7 +236,7 @@ TEST_CASE("optimizer zero_grad zeroes the gradients in place: they stay views of
 
 TEST_CASE("SGD state_dict: names, step count, and a type marker", "[optim][SGD]") {
   manual_seed(16);
-  const std::vector<Tensor> params = random_params({{3, 5}, {7}}, kFloat32);
+  const std::vector<Tensor> params = testing::random_params({{3, 5}, {7}}, kFloat32);
   SGD opt(params, SGDOptions(0.1).momentum(0.9));
   for (const Tensor& p : params) p.grad().copy_(randn(p.shape()));
   opt.step();
@@ -260,7 +254,7 @@ TEST_CASE("SGD state_dict: names, step count, and a type marker", "[optim][SGD]"
   opt.step();
   CHECK(state.at("momentum_buffer").to_vector<double>() == momentum);
 
-  SGD plain(random_params({{4}}, kFloat32), SGDOptions(0.1));
+  SGD plain(testing::random_params({{4}}, kFloat32), SGDOptions(0.1));
   const TensorMap plain_state = plain.state_dict();
   CHECK(plain_state.size() == 2);
   CHECK(plain_state.count("momentum_buffer") == 0);
@@ -304,13 +298,13 @@ TEST_CASE("SGD resumes exactly: 2 steps == 1 step, save, load into a fresh optim
 
 TEST_CASE("SGD load_state_dict says what does not fit and changes nothing", "[optim][SGD]") {
   manual_seed(17);
-  const std::vector<Tensor> params = random_params({{3, 5}, {7}}, kFloat32);
+  const std::vector<Tensor> params = testing::random_params({{3, 5}, {7}}, kFloat32);
   SGD opt(params, SGDOptions(0.1).momentum(0.9));
   for (const Tensor& p : params) p.grad().copy_(randn(p.shape()));
   opt.step();
   const TensorMap good = opt.state_dict();
 
-  optim::AdamW adamw(random_params({{3, 5}, {7}}, kFloat32), optim::AdamWOptions());
+  optim::AdamW adamw(testing::random_params({{3, 5}, {7}}, kFloat32), optim::AdamWOptions());
   CHECK_THROWS_WITH(opt.load_state_dict(adamw.state_dict()),
                     Catch::Contains("SGD: load_state_dict: the state was saved by AdamW, not SGD"));
 
@@ -323,7 +317,7 @@ TEST_CASE("SGD load_state_dict says what does not fit and changes nothing", "[op
   CHECK_THROWS_WITH(opt.load_state_dict(no_momentum),
                     Catch::Contains("SGD: load_state_dict: the state has no \"momentum_buffer\" entry"));
 
-  SGD other_model(random_params({{4, 4}}, kFloat32), SGDOptions(0.1).momentum(0.9));
+  SGD other_model(testing::random_params({{4, 4}}, kFloat32), SGDOptions(0.1).momentum(0.9));
   CHECK_THROWS_WITH(opt.load_state_dict(other_model.state_dict()),
                     Catch::Contains("\"momentum_buffer\" is float32 [" +
                                     std::to_string(other_model.arena().padded_numel()) +
@@ -338,7 +332,7 @@ TEST_CASE("SGD load_state_dict says what does not fit and changes nothing", "[op
   bad_step["step"] = full({}, 1.0);
   CHECK_THROWS_WITH(opt.load_state_dict(bad_step), Catch::Contains("\"step\" must be one int64, got float32"));
 
-  SGD plain(random_params({{3, 5}, {7}}, kFloat32), SGDOptions(0.1));
+  SGD plain(testing::random_params({{3, 5}, {7}}, kFloat32), SGDOptions(0.1));
   CHECK_THROWS_WITH(plain.load_state_dict(good), Catch::Contains("SGD: load_state_dict: unexpected entry \"momentum_buffer\""));
 
   // None of the failed loads changed the optimizer.
@@ -350,7 +344,7 @@ TEST_CASE("SGD load_state_dict says what does not fit and changes nothing", "[op
 TEST_CASE("SGD restore_and_step restores the saved weights, then steps", "[optim][SGD]") {
   manual_seed(18);
   const SGDOptions options = SGDOptions(0.05).momentum(0.9).weight_decay(1e-2);
-  const std::vector<Tensor> a = random_params({{5, 3}, {9}}, kFloat64);
+  const std::vector<Tensor> a = testing::random_params({{5, 3}, {9}}, kFloat64);
   std::vector<Tensor> b;
   for (const Tensor& p : a) b.push_back(p.detach().clone().requires_grad_());
   SGD opt_a(a, options), opt_b(b, options);
@@ -381,7 +375,7 @@ TEST_CASE("SGD restore_and_step restores the saved weights, then steps", "[optim
 TEST_CASE("SGD re-packs parameters whose gradient was replaced", "[optim][SGD]") {
   manual_seed(19);
   const SGDOptions options = SGDOptions(0.1).momentum(0.9);
-  const std::vector<Tensor> a = random_params({{4, 3}, {5}}, kFloat64);
+  const std::vector<Tensor> a = testing::random_params({{4, 3}, {5}}, kFloat64);
   std::vector<Tensor> b;
   for (const Tensor& p : a) b.push_back(p.detach().clone().requires_grad_());
   SGD opt_a(a, options), opt_b(b, options);
@@ -416,7 +410,7 @@ TEST_CASE("SGD on CUDA matches SGD on the CPU over 5 steps", "[optim][SGD][cuda]
   for (DType dtype : {kFloat32, kFloat64}) {
     const double tolerance = dtype == kFloat32 ? 1e-6 : 1e-13;
     for (std::size_t config = 0; config < configs.size(); ++config) {
-      const std::vector<Tensor> cpu = random_params(shapes, dtype);
+      const std::vector<Tensor> cpu = testing::random_params(shapes, dtype);
       std::vector<Tensor> gpu;
       for (const Tensor& p : cpu) gpu.push_back(p.detach().to(Device::cuda()).requires_grad_());
       SGD opt_cpu(cpu, configs[config]), opt_gpu(gpu, configs[config]);
@@ -456,7 +450,7 @@ TEST_CASE("SGD follows parameters moved to CUDA after packing, momentum included
   BASIN_REQUIRE_CUDA();
   manual_seed(21);
   const SGDOptions options = SGDOptions(0.1).momentum(0.9).weight_decay(1e-3);
-  const std::vector<Tensor> moving = random_params({{7, 3}, {11}}, kFloat32);
+  const std::vector<Tensor> moving = testing::random_params({{7, 3}, {11}}, kFloat32);
   std::vector<Tensor> staying;
   for (const Tensor& p : moving) staying.push_back(p.detach().clone().requires_grad_());
   SGD opt_moving(moving, options), opt_staying(staying, options);
@@ -483,7 +477,7 @@ TEST_CASE("SGD follows parameters moved to CUDA after packing, momentum included
 
 TEST_CASE("optimizer zero_grad on an unbound arena zeroes the gradients the tensors hold", "[optim][optimizer]") {
   manual_seed(22);
-  const std::vector<Tensor> params = random_params({{4, 3}, {5}}, kFloat64);
+  const std::vector<Tensor> params = testing::random_params({{4, 3}, {5}}, kFloat64);
   SGD opt(params, SGDOptions(0.1));
   params[0].set_grad(randn({4, 3}, kFloat64));  // replaced by hand: the arena is unbound
   params[1].grad().copy_(randn({5}, kFloat64));

@@ -4,51 +4,17 @@ label-smoothed cross-entropy on one small batch of logits, in float64.
 
 Run from anywhere with Debian's python3-torch:
     /usr/bin/python3 tests/reference/gen_core_fixtures.py
-
-The safetensors format is written by hand (an 8-byte little-endian header
-length, a JSON header padded with spaces to a multiple of 8, then the raw
-little-endian bytes) so that the script needs nothing beyond torch.
 """
 
-import json
 import os
-import struct
+import sys
 
 import torch
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from safetensors_writer import write_safetensors  # noqa: E402
+
 OUTPUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "core_softmax_ce.safetensors")
-
-DTYPE_NAMES = {
-    torch.float64: "F64",
-    torch.float32: "F32",
-    torch.int64: "I64",
-    torch.int32: "I32",
-}
-
-
-def write_safetensors(path, tensors, metadata):
-    # numpy writes native byte order; refuse to write a wrong file on a big-endian host.
-    assert struct.pack("=H", 1) == struct.pack("<H", 1), "big-endian host"
-    header = {"__metadata__": metadata}
-    blobs = []
-    offset = 0
-    for name in sorted(tensors):
-        t = tensors[name].detach().contiguous().cpu()
-        data = t.numpy().tobytes()
-        header[name] = {
-            "dtype": DTYPE_NAMES[t.dtype],
-            "shape": list(t.shape),
-            "data_offsets": [offset, offset + len(data)],
-        }
-        blobs.append(data)
-        offset += len(data)
-    text = json.dumps(header, separators=(",", ":"), sort_keys=True).encode("utf-8")
-    text += b" " * (-len(text) % 8)
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(text)))
-        f.write(text)
-        for blob in blobs:
-            f.write(blob)
 
 
 def main():
