@@ -1,7 +1,7 @@
 #include "nn/models/models.h"
 
-#include <cstdio>
-#include <regex>
+#include <optional>
+#include <utility>
 
 #include "core/elementwise.h"
 #include "core/indexing.h"
@@ -209,15 +209,41 @@ std::vector<std::string> model_names() {
 }
 
 namespace {
-const std::regex kCifarResNet(R"(resnet(20|32|44|56|110))");
-const std::regex kWideResNet(R"(wrn(\d+)-(\d+))");
+
+// The digits of `text` from `pos` on, up to `end`; nothing when there are none
+// or something else is in the way.
+std::optional<std::int64_t> number_at(const std::string& text, std::size_t pos, std::size_t end) {
+  if (pos >= end || end - pos > 6) return std::nullopt;
+  std::int64_t value = 0;
+  for (std::size_t i = pos; i < end; ++i) {
+    if (text[i] < '0' || text[i] > '9') return std::nullopt;
+    value = value * 10 + (text[i] - '0');
+  }
+  return value;
+}
+
+// "resnet20" -> 20 for the CIFAR ResNet depths.
+std::optional<std::int64_t> cifar_resnet_depth(const std::string& name) {
+  if (name.rfind("resnet", 0) != 0) return std::nullopt;
+  const auto depth = number_at(name, 6, name.size());
+  if (!depth || (*depth != 20 && *depth != 32 && *depth != 44 && *depth != 56 && *depth != 110)) return std::nullopt;
+  return depth;
+}
+
+// "wrn28-10" -> (28, 10).
+std::optional<std::pair<std::int64_t, std::int64_t>> wide_resnet_shape(const std::string& name) {
+  const std::size_t dash = name.find('-');
+  if (name.rfind("wrn", 0) != 0 || dash == std::string::npos) return std::nullopt;
+  const auto depth = number_at(name, 3, dash);
+  const auto width = number_at(name, dash + 1, name.size());
+  if (!depth || !width) return std::nullopt;
+  return std::make_pair(*depth, *width);
+}
+
 }  // namespace
 
 void check_model_name(const std::string& name) {
-  if (name == "resnet18" || name == "cnn-small" || std::regex_match(name, kCifarResNet) ||
-      std::regex_match(name, kWideResNet)) {
-    return;
-  }
+  if (name == "resnet18" || name == "cnn-small" || cifar_resnet_depth(name) || wide_resnet_shape(name)) return;
   std::string known;
   for (const std::string& n : model_names()) known += (known.empty() ? "" : ", ") + n;
   BASIN_FAIL("unknown model '", name, "' (known: ", known, ")");
@@ -228,10 +254,9 @@ ModulePtr create_model(const std::string& name, std::int64_t num_classes) {
   BASIN_CHECK(num_classes > 0, "create_model: num_classes must be positive, got ", num_classes);
   if (name == "resnet18") return std::make_shared<ResNet18>(num_classes);
   if (name == "cnn-small") return std::make_shared<SmallCnn>(num_classes);
-  std::smatch match;
-  if (std::regex_match(name, match, kCifarResNet)) return std::make_shared<CifarResNet>(std::stoll(match[1]), num_classes);
-  std::regex_match(name, match, kWideResNet);
-  return std::make_shared<WideResNet>(std::stoll(match[1]), std::stoll(match[2]), num_classes);
+  if (const auto depth = cifar_resnet_depth(name)) return std::make_shared<CifarResNet>(*depth, num_classes);
+  const auto [depth, width] = *wide_resnet_shape(name);
+  return std::make_shared<WideResNet>(depth, width, num_classes);
 }
 
 }  // namespace basin::nn
