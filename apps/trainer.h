@@ -15,7 +15,7 @@ namespace basin::apps {
 
 struct TrainConfig {
   std::string dataset = "cifar10";  // cifar10 | cifar100
-  std::string data_dir = "data";
+  std::string data_dir = "datasets";  // where scripts/download-cifar.sh puts the archives
   std::string model = "resnet18";
   std::string optimizer = "sam";    // sgd | sam | asam
   double rho = -1.0;                // < 0: the optimizer's default (SAM 0.05, ASAM 0.5)

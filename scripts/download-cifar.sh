@@ -3,7 +3,7 @@
 # (https://www.cs.toronto.edu/~kriz/cifar.html), checks their published MD5
 # sums and unpacks them:
 #
-#   bash scripts/download-cifar.sh [DIR] [10|100|all]     (defaults: data, all)
+#   bash scripts/download-cifar.sh [DIR] [10|100|all]     (defaults: datasets, all)
 #
 #   DIR/cifar-10-batches-bin/   data_batch_1..5.bin, test_batch.bin, batches.meta.txt
 #   DIR/cifar-100-binary/       train.bin, test.bin, fine/coarse_label_names.txt
@@ -14,7 +14,7 @@
 # BASIN_CIFAR_URL replaces the server (a mirror, or file:///path/to/archives).
 set -euo pipefail
 
-dir=${1:-data}
+dir=${1:-datasets}
 which=${2:-all}
 case "$which" in
   10 | cifar10) sets=(10) ;;

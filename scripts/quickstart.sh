@@ -6,21 +6,21 @@
 #
 # Steps: install missing Debian packages (scripts/setup-deps.sh), configure and
 # build build/ (Release, CUDA backend when nvcc is found), download CIFAR-10
-# into data/ when it is not there (scripts/download-cifar.sh; BASIN_DATA_DIR
+# into datasets/ when it is not there (scripts/download-cifar.sh; BASIN_DATA_DIR
 # moves it), train, then plot the curves when matplotlib is installed.
 #
 # Default run: on a machine with an NVIDIA GPU, ResNet-18 with SAM (rho 0.05)
 # for 200 epochs, the standard recipe; without one, a CPU-sized taste of it:
 # ResNet-20 with SAM for one epoch on the first 2,000 training images, tested
 # on 1,000. Arguments replace the default run; --data-dir and --out default to
-# data/ and runs/quickstart/ unless given. Results land in the --out folder:
+# datasets/ and runs/quickstart/ unless given. Results land in the --out folder:
 # config.json, metrics.jsonl, checkpoint.safetensors and curves.png.
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
 build=${BASIN_BUILD_DIR:-build}
-data=${BASIN_DATA_DIR:-data}
+data=${BASIN_DATA_DIR:-datasets}
 out=runs/quickstart
 jobs=$(nproc)
 start=$SECONDS
