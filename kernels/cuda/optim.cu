@@ -23,6 +23,7 @@
 #include "kernels/cuda/check.cuh"
 #include "kernels/dtype_dispatch.h"
 #include "kernels/optim.h"
+#include "kernels/optim_checks.h"
 
 namespace basin::kernels::cuda {
 
@@ -233,28 +234,7 @@ __global__ void sgd_kernel(T* w, const T* source, const T* g, T* buf, long long 
 
 bool aligned(const void* p) { return reinterpret_cast<std::uintptr_t>(p) % kGroupBytes == 0; }
 
-void check_flat(const char* op, const char* name, const TensorArg& a, const TensorArg& like) {
-  BASIN_CHECK(a.data != nullptr || a.numel == 0, op, ": ", name, " is missing");
-  BASIN_CHECK(a.contiguous, op, ": ", name, " must be contiguous");
-  BASIN_CHECK(a.dtype == like.dtype, op, ": ", name, " is ", dtype_name(a.dtype), " but the gradients are ",
-              dtype_name(like.dtype));
-  BASIN_CHECK(a.numel == like.numel, op, ": ", name, " has ", a.numel, " elements but the gradients have ",
-              like.numel);
-}
-
-void check_float64(const char* op, const char* name, const TensorArg& a, std::int64_t at_least) {
-  BASIN_CHECK(a.data != nullptr, op, ": ", name, " is missing");
-  BASIN_CHECK(a.dtype == DType::Float64 && a.contiguous && a.numel >= at_least, op, ": ", name,
-              " must be a contiguous float64 buffer of at least ", at_least, " elements");
-}
-
-void check_sam(const char* op, const TensorArg& grads, const SamArgs& args) {
-  BASIN_CHECK(grads.data != nullptr || grads.numel == 0, op, ": grads is missing");
-  BASIN_CHECK(is_floating(grads.dtype), op, ": expected floating gradients, got ", dtype_name(grads.dtype));
-  BASIN_CHECK(grads.contiguous, op, ": grads must be contiguous");
-  BASIN_CHECK(!args.adaptive || (args.adaptive_end >= 0 && args.adaptive_end <= grads.numel), op,
-              ": adaptive_end ", args.adaptive_end, " is outside the arena of ", grads.numel, " elements");
-}
+using namespace optim_checks;
 
 }  // namespace
 
