@@ -375,10 +375,10 @@ TrainResult train(const TrainConfig& config, const data::Dataset& train_set, con
   const auto schedule = make_schedule(config, steps_per_epoch);
 
   log << "basin-train: " << config.model << " (" << nn::parameter_count(*model) << " parameters) on "
-      << train_set.name << " (" << train_set.size() << " images), " << config.optimizer;
+      << train_set.name << ", " << data::detail::with_commas(train_set.size()) << " images, " << config.optimizer;
   if (sam) log << " rho " << config.effective_rho();
-  log << ", " << config.epochs << " epochs of " << steps_per_epoch << " steps, batch " << config.batch_size
-      << ", device " << describe(device) << "\n";
+  log << ", " << config.epochs << (config.epochs == 1 ? " epoch" : " epochs") << " of " << steps_per_epoch
+      << " steps, batch " << config.batch_size << ", device " << describe(device) << "\n";
   if (progress.epoch > 0 || progress.batch > 0) {
     log << "resuming after epoch " << progress.epoch << (progress.batch ? " and batch " + std::to_string(progress.batch) : "")
         << "\n";
