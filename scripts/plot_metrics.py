@@ -55,11 +55,11 @@ def main():
         label = args.labels[index] if args.labels else os.path.basename(os.path.dirname(os.path.abspath(path)))
         epochs = [row["epoch"] for row in rows]
         color = f"C{index}"
-        loss_axes.plot(epochs, [row["train_loss"] for row in rows], color=color, linestyle="--", label=f"{label} train")
-        loss_axes.plot(epochs, [row["test_loss"] for row in rows], color=color, label=f"{label} test")
+        loss_axes.plot(epochs, [row["train_loss"] for row in rows], color=color, linestyle="--", marker="o", markersize=3, label=f"{label} train")
+        loss_axes.plot(epochs, [row["test_loss"] for row in rows], color=color, marker="o", markersize=3, label=f"{label} test")
         accuracy_axes.plot(epochs, [100 * row["train_accuracy"] for row in rows], color=color, linestyle="--",
                            label=f"{label} train")
-        accuracy_axes.plot(epochs, [100 * row["test_accuracy"] for row in rows], color=color, label=f"{label} test")
+        accuracy_axes.plot(epochs, [100 * row["test_accuracy"] for row in rows], color=color, marker="o", markersize=3, label=f"{label} test")
 
     loss_axes.set(xlabel="epoch", ylabel="loss", title="loss")
     accuracy_axes.set(xlabel="epoch", ylabel="accuracy (%)", title="accuracy")
