@@ -54,12 +54,12 @@ def main():
         path, rows = read_run(run)
         label = args.labels[index] if args.labels else os.path.basename(os.path.dirname(os.path.abspath(path)))
         epochs = [row["epoch"] for row in rows]
-        color = f"C{index}"
-        loss_axes.plot(epochs, [row["train_loss"] for row in rows], color=color, linestyle="--", marker="o", markersize=3, label=f"{label} train")
-        loss_axes.plot(epochs, [row["test_loss"] for row in rows], color=color, marker="o", markersize=3, label=f"{label} test")
-        accuracy_axes.plot(epochs, [100 * row["train_accuracy"] for row in rows], color=color, linestyle="--",
-                           label=f"{label} train")
-        accuracy_axes.plot(epochs, [100 * row["test_accuracy"] for row in rows], color=color, marker="o", markersize=3, label=f"{label} test")
+        style = {"color": f"C{index}", "marker": "o", "markersize": 3}  # markers: a one-epoch run still shows
+        loss_axes.plot(epochs, [row["train_loss"] for row in rows], linestyle="--", label=f"{label} train", **style)
+        loss_axes.plot(epochs, [row["test_loss"] for row in rows], label=f"{label} test", **style)
+        accuracy_axes.plot(epochs, [100 * row["train_accuracy"] for row in rows], linestyle="--",
+                           label=f"{label} train", **style)
+        accuracy_axes.plot(epochs, [100 * row["test_accuracy"] for row in rows], label=f"{label} test", **style)
 
     loss_axes.set(xlabel="epoch", ylabel="loss", title="loss")
     accuracy_axes.set(xlabel="epoch", ylabel="accuracy (%)", title="accuracy")
