@@ -43,11 +43,22 @@ BASIN_HOST_DEVICE inline double philox_unit(std::uint32_t bits) {
   return (static_cast<double>(bits) + 0.5) * (1.0 / 4294967296.0);
 }
 
-// Uniform in [low, high) for element i of a draw.
+// a * b + c with the product rounded before the sum, on both devices. nvcc
+// would otherwise fuse the two into one FMA, which rounds once and so differs
+// from the CPU in the last bit.
+BASIN_HOST_DEVICE inline double multiply_then_add(double a, double b, double c) {
+#ifdef __CUDA_ARCH__
+  return __dadd_rn(__dmul_rn(a, b), c);
+#else
+  return a * b + c;  // host builds never contract (-ffp-contract=off under the emulator, ISO C++ otherwise)
+#endif
+}
+
+// Uniform in [low, high) for element i of a draw: the same bits on the CPU and the GPU.
 BASIN_HOST_DEVICE inline double philox_uniform(std::uint64_t seed, std::uint64_t offset, std::int64_t i, double low,
                                                double high) {
   const PhiloxBlock block = philox4x32_10(offset + static_cast<std::uint64_t>(i) / 4, seed);
-  return low + (high - low) * philox_unit(block.v[i % 4]);
+  return multiply_then_add(high - low, philox_unit(block.v[i % 4]), low);
 }
 
 // Normal(mean, stddev) for element i: Box-Muller on lanes (0, 1) or (2, 3),
@@ -58,7 +69,7 @@ BASIN_HOST_DEVICE inline double philox_normal(std::uint64_t seed, std::uint64_t 
   const int pair = (i % 4) / 2;
   const double radius = std::sqrt(-2.0 * std::log(philox_unit(block.v[2 * pair])));
   const double angle = 6.283185307179586 * philox_unit(block.v[2 * pair + 1]);
-  return mean + stddev * radius * (i % 2 == 0 ? std::cos(angle) : std::sin(angle));
+  return multiply_then_add(stddev * radius, i % 2 == 0 ? std::cos(angle) : std::sin(angle), mean);
 }
 
 }  // namespace basin::kernels

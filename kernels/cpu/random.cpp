@@ -15,7 +15,7 @@ void uniform(const TensorArg& out, PhiloxDraw draw, double low, double high) {
     for (std::int64_t base = 0; base < out.numel; base += 4) {
       const PhiloxBlock block = philox4x32_10(draw.offset + static_cast<std::uint64_t>(base) / 4, draw.seed);
       for (std::int64_t lane = 0; lane < 4 && base + lane < out.numel; ++lane) {
-        y[base + lane] = static_cast<T>(low + (high - low) * philox_unit(block.v[lane]));
+        y[base + lane] = static_cast<T>(multiply_then_add(high - low, philox_unit(block.v[lane]), low));
       }
     }
   });
@@ -31,8 +31,10 @@ void normal(const TensorArg& out, PhiloxDraw draw, double mean, double stddev) {
         const double radius = std::sqrt(-2.0 * std::log(philox_unit(block.v[2 * pair])));
         const double angle = 6.283185307179586 * philox_unit(block.v[2 * pair + 1]);
         const std::int64_t even = base + 2 * pair;
-        if (even < out.numel) y[even] = static_cast<T>(mean + stddev * radius * std::cos(angle));
-        if (even + 1 < out.numel) y[even + 1] = static_cast<T>(mean + stddev * radius * std::sin(angle));
+        if (even < out.numel) y[even] = static_cast<T>(multiply_then_add(stddev * radius, std::cos(angle), mean));
+        if (even + 1 < out.numel) {
+          y[even + 1] = static_cast<T>(multiply_then_add(stddev * radius, std::sin(angle), mean));
+        }
       }
     }
   });

@@ -1,6 +1,8 @@
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <cmath>
+#include <utility>
 
 #include "core/random.h"
 #include "core/reduce.h"
@@ -57,15 +59,21 @@ TEST_CASE("uniform and normal draws have the right moments", "[random]") {
 
 TEST_CASE("CUDA draws the same streams as the CPU", "[random][cuda]") {
   BASIN_REQUIRE_CUDA();
+  // Ranges other than [0, 1) too: low + (high - low) * u is where a fused
+  // multiply-add on the GPU would change the last bit.
+  const std::pair<double, double> ranges[] = {{0.0, 1.0}, {-2.0, 3.0}, {0.1, 0.7}, {-1e3, 1e-3}};
   for (DType dtype : {kFloat32, kFloat64}) {
-    manual_seed(99);
-    const Tensor cpu_u = rand({1001}, dtype);
-    const Tensor cpu_n = randn({1001}, dtype);
-    manual_seed(99);
-    const Tensor gpu_u = rand({1001}, TensorOptions(dtype).device(Device::cuda()));
-    const Tensor gpu_n = randn({1001}, TensorOptions(dtype).device(Device::cuda()));
-    CHECK(testing::max_abs_diff(gpu_u, cpu_u) == 0.0);
-    CHECK(testing::max_abs_diff(gpu_n, cpu_n) <= 1e-6);
+    for (const auto& [low, high] : ranges) {
+      INFO(dtype_name(dtype) << " [" << low << ", " << high << ")");
+      manual_seed(99);
+      const Tensor cpu_u = rand({1001}, dtype, low, high);
+      const Tensor cpu_n = randn({1001}, dtype, low, high);
+      manual_seed(99);
+      const Tensor gpu_u = rand({1001}, TensorOptions(dtype).device(Device::cuda()), low, high);
+      const Tensor gpu_n = randn({1001}, TensorOptions(dtype).device(Device::cuda()), low, high);
+      CHECK(testing::max_abs_diff(gpu_u, cpu_u) == 0.0);
+      CHECK(testing::max_abs_diff(gpu_n, cpu_n) <= 1e-6 * std::max(1.0, std::abs(high)));  // log/sin/cos ulps differ
+    }
   }
 }
 
