@@ -23,7 +23,7 @@ struct Affine : Module {
   Tensor forward(const Tensor& x) override {
     if (is_training()) {
       NoGradGuard no_grad;
-      calls.add_(ones({1}));
+      calls.add_(ones_like(calls));
     }
     return x * scale + shift;
   }
