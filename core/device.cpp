@@ -20,6 +20,14 @@ int cuda_device_count() {
 
 bool cuda_is_available() { return cuda_device_count() > 0; }
 
+bool cuda_is_emulated() {
+#if BASIN_WITH_CUDA
+  return kernels::cuda::is_emulator();
+#else
+  return false;
+#endif
+}
+
 Device Device::cuda(int index) {
   BASIN_CHECK(cuda_is_built(), "a CUDA device was requested, but this build of basin has no CUDA backend "
                                "(configure with -DBASIN_CUDA=ON)");

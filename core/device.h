@@ -28,14 +28,21 @@ struct Device {
 
 // True when this build of basin contains the CUDA backend.
 bool cuda_is_built();
-// True when the CUDA backend is built and at least one GPU is usable.
+// True when the CUDA device is basin's CUDA emulator (a build configured with
+// -DBASIN_CUDA=EMULATE): CUDA code runs, on the CPU, and nothing it does says
+// how fast a GPU would do it.
+bool cuda_is_emulated();
+// True when the CUDA backend is built and at least one GPU is usable. Throws
+// basin::Error when CUDA is installed but unusable (cuda_device_count()).
 bool cuda_is_available();
-// The number of usable GPUs (0 without a driver or device).
+// The number of usable GPUs: 0 without a driver or device; throws
+// basin::Error naming the CUDA error when the driver or device is broken.
 int cuda_device_count();
 // "cpu", or "cuda:0 (NVIDIA H200, sm_90, 139.8 GiB)".
 std::string describe(Device device);
-// Launches of basin's own CUDA kernels so far (0 without CUDA): tests use the
-// difference around an operation to count what it costs.
+// Kernel launches so far, every one made through basin's launch helper
+// (kernels/cuda/launch.cuh; 0 without CUDA): tests use the difference around
+// an operation to count what it costs.
 long long cuda_kernel_launches();
 // Blocks the host until all queued work on the device is done (no-op on CPU).
 void synchronize(Device device);

@@ -17,7 +17,7 @@
 #include <limits>
 
 #include "kernels/augment.h"
-#include "kernels/cuda/check.cuh"
+#include "kernels/cuda/launch.cuh"
 
 namespace basin::kernels::cuda {
 
@@ -67,11 +67,10 @@ void augment(const TensorArg& out, const TensorArg& out_labels, const TensorArg&
   BASIN_CHECK(params.batch < (1LL << 31), "augment: batch of ", params.batch, " samples is too large for one launch");
   const long long per_block = static_cast<long long>(kBlockSize) * kValuesPerThread;
   const long long chunks = (image_size + per_block - 1) / per_block;
-  const dim3 grid(static_cast<unsigned>(params.batch), static_cast<unsigned>(chunks < kMaxChunks ? chunks : kMaxChunks));
-  augment_kernel<<<grid, kBlockSize, 0, stream()>>>(out.ptr<float>(), out_labels.ptr<std::int64_t>(),
-                                                     images.ptr<std::uint8_t>(), labels.ptr<std::int64_t>(),
-                                                     indices.ptr<std::int64_t>(), params);
-  BASIN_CUDA_CHECK_LAUNCH();
+  const dim3 grid(static_cast<unsigned>(params.batch),
+                  static_cast<unsigned>(chunks < kMaxChunks ? chunks : kMaxChunks));
+  launch(augment_kernel, grid, kBlockSize, out.ptr<float>(), out_labels.ptr<std::int64_t>(), images.ptr<std::uint8_t>(),
+         labels.ptr<std::int64_t>(), indices.ptr<std::int64_t>(), params);
 }
 
 }  // namespace basin::kernels::cuda

@@ -38,6 +38,7 @@
 
 #include "kernels/batchnorm.h"
 #include "kernels/cuda/check.cuh"
+#include "kernels/cuda/launch.cuh"
 #include "kernels/cuda/runtime.h"
 #include "kernels/dtype_dispatch.h"
 
@@ -69,25 +70,6 @@ dim3 grid_of(BatchNormShape shape, const Plan& plan) {
   BASIN_CHECK(shape.channels < (1LL << 31), "batch_norm: too many channels (", shape.channels, ")");
   return dim3(static_cast<unsigned>(shape.channels), static_cast<unsigned>(plan.chunks));
 }
-
-// Scratch for per-chunk partial results, from basin's stream-ordered pool.
-// The free is queued on the same stream, after the kernels that use it.
-class Workspace {
- public:
-  explicit Workspace(std::size_t nbytes) : ptr_(nbytes > 0 ? allocate(nbytes) : nullptr) {}
-  ~Workspace() {
-    if (ptr_) deallocate(ptr_);
-  }
-  Workspace(const Workspace&) = delete;
-  Workspace& operator=(const Workspace&) = delete;
-  template <class T>
-  T* at(std::size_t index) const {
-    return static_cast<T*>(ptr_) + index;
-  }
-
- private:
-  void* ptr_;
-};
 
 // Calls f(offset) for this thread's elements of channel c among the channel's
 // positions [begin, end): position j is element (j / HW, c, j % HW), at
@@ -336,16 +318,13 @@ void batch_norm_stats(const TensorArg& mean, const TensorArg& invstd, const Tens
     const StatsOutput<T> out{mean.ptr<T>(),         invstd.ptr<T>(), running_mean.ptr<T>(),
                              running_var.ptr<T>(), eps,             momentum};
     const std::size_t parts = plan.chunks > 1 ? static_cast<std::size_t>(plan.chunks * shape.channels) : 0;
-    Workspace workspace(2 * parts * sizeof(T));
-    T* part_mean = workspace.at<T>(0);
-    T* part_m2 = workspace.at<T>(parts);
-    stats_kernel<T><<<grid_of(shape, plan), kBlock, 0, stream()>>>(input.ptr<T>(), shape, plan.chunk, part_mean,
-                                                                   part_m2, out);
-    BASIN_CUDA_CHECK_LAUNCH();
+    DeviceBuffer workspace(2 * parts * sizeof(T));  // per-chunk partials
+    T* part_mean = workspace.as<T>(0);
+    T* part_m2 = workspace.as<T>(parts);
+    launch(stats_kernel<T>, grid_of(shape, plan), kBlock, input.ptr<T>(), shape, plan.chunk, part_mean, part_m2, out);
     if (plan.chunks > 1) {
-      stats_finish_kernel<T><<<grid_for(shape.channels, kVectorBlock), kVectorBlock, 0, stream()>>>(
-          part_mean, part_m2, shape, plan.chunk, plan.chunks, out);
-      BASIN_CUDA_CHECK_LAUNCH();
+      launch(stats_finish_kernel<T>, grid_for(shape.channels, kVectorBlock), kVectorBlock, part_mean, part_m2, shape,
+             plan.chunk, plan.chunks, out);
     }
   });
 }
@@ -353,9 +332,8 @@ void batch_norm_stats(const TensorArg& mean, const TensorArg& invstd, const Tens
 void batch_norm_invstd(const TensorArg& invstd, const TensorArg& var, double eps) {
   if (var.numel == 0) return;
   BASIN_DISPATCH_FLOATING(var.dtype, "batch_norm", T, [&] {
-    invstd_kernel<T><<<grid_for(var.numel, kVectorBlock), kVectorBlock, 0, stream()>>>(invstd.ptr<T>(),
-                                                                                       var.ptr<T>(), var.numel, eps);
-    BASIN_CUDA_CHECK_LAUNCH();
+    launch(invstd_kernel<T>, grid_for(var.numel, kVectorBlock), kVectorBlock, invstd.ptr<T>(), var.ptr<T>(), var.numel,
+           eps);
   });
 }
 
@@ -364,10 +342,8 @@ void batch_norm_normalize(const TensorArg& out, const TensorArg& input, const Te
   const Plan plan = plan_for(shape);
   if (plan.n == 0 || shape.channels == 0) return;
   BASIN_DISPATCH_FLOATING(input.dtype, "batch_norm", T, [&] {
-    normalize_kernel<T><<<grid_of(shape, plan), kBlock, 0, stream()>>>(out.ptr<T>(), input.ptr<T>(), mean.ptr<T>(),
-                                                                       invstd.ptr<T>(), weight.ptr<T>(),
-                                                                       bias.ptr<T>(), shape, plan.chunk);
-    BASIN_CUDA_CHECK_LAUNCH();
+    launch(normalize_kernel<T>, grid_of(shape, plan), kBlock, out.ptr<T>(), input.ptr<T>(), mean.ptr<T>(),
+           invstd.ptr<T>(), weight.ptr<T>(), bias.ptr<T>(), shape, plan.chunk);
   });
 }
 
@@ -383,17 +359,14 @@ void batch_norm_backward_reduce(const TensorArg& sum_dy, const TensorArg& sum_dy
       return;
     }
     const std::size_t parts = plan.chunks > 1 ? static_cast<std::size_t>(plan.chunks * shape.channels) : 0;
-    Workspace workspace(2 * parts * sizeof(T));
-    T* part_dy = workspace.at<T>(0);
-    T* part_dot = workspace.at<T>(parts);
-    backward_reduce_kernel<T><<<grid_of(shape, plan), kBlock, 0, stream()>>>(
-        grad_out.ptr<T>(), input.ptr<T>(), mean.ptr<T>(), invstd.ptr<T>(), shape, plan.chunk, part_dy, part_dot,
-        sum_dy.ptr<T>(), sum_dy_xhat.ptr<T>());
-    BASIN_CUDA_CHECK_LAUNCH();
+    DeviceBuffer workspace(2 * parts * sizeof(T));  // per-chunk partials
+    T* part_dy = workspace.as<T>(0);
+    T* part_dot = workspace.as<T>(parts);
+    launch(backward_reduce_kernel<T>, grid_of(shape, plan), kBlock, grad_out.ptr<T>(), input.ptr<T>(), mean.ptr<T>(),
+           invstd.ptr<T>(), shape, plan.chunk, part_dy, part_dot, sum_dy.ptr<T>(), sum_dy_xhat.ptr<T>());
     if (plan.chunks > 1) {
-      backward_reduce_finish_kernel<T><<<grid_for(shape.channels, kVectorBlock), kVectorBlock, 0, stream()>>>(
-          part_dy, part_dot, invstd.ptr<T>(), shape.channels, plan.chunks, sum_dy.ptr<T>(), sum_dy_xhat.ptr<T>());
-      BASIN_CUDA_CHECK_LAUNCH();
+      launch(backward_reduce_finish_kernel<T>, grid_for(shape.channels, kVectorBlock), kVectorBlock, part_dy, part_dot,
+             invstd.ptr<T>(), shape.channels, plan.chunks, sum_dy.ptr<T>(), sum_dy_xhat.ptr<T>());
     }
   });
 }
@@ -404,10 +377,8 @@ void batch_norm_backward_input(const TensorArg& grad_in, const TensorArg& grad_o
   const Plan plan = plan_for(shape);
   if (plan.n == 0 || shape.channels == 0) return;
   BASIN_DISPATCH_FLOATING(grad_out.dtype, "batch_norm_backward", T, [&] {
-    backward_input_kernel<T><<<grid_of(shape, plan), kBlock, 0, stream()>>>(
-        grad_in.ptr<T>(), grad_out.ptr<T>(), input.ptr<T>(), mean.ptr<T>(), invstd.ptr<T>(), weight.ptr<T>(),
-        sum_dy.ptr<T>(), sum_dy_xhat.ptr<T>(), shape, plan.chunk);
-    BASIN_CUDA_CHECK_LAUNCH();
+    launch(backward_input_kernel<T>, grid_of(shape, plan), kBlock, grad_in.ptr<T>(), grad_out.ptr<T>(), input.ptr<T>(),
+           mean.ptr<T>(), invstd.ptr<T>(), weight.ptr<T>(), sum_dy.ptr<T>(), sum_dy_xhat.ptr<T>(), shape, plan.chunk);
   });
 }
 

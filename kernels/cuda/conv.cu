@@ -23,8 +23,9 @@
 //  - is deterministic (no atomics: the same inputs give the same bits, which the
 //    SAM step and its tests rely on); only when no deterministic algorithm
 //    qualifies is the fastest non-deterministic one taken.
-// Workspace comes from basin's stream-ordered pool, never from cudaMalloc:
-// allocated before the call, freed right after it, reused by the pool.
+// Workspace comes from basin's stream-ordered pool, never from cudaMalloc: a
+// DeviceBuffer (kernels/cuda/runtime.h) allocated before the call and freed
+// right after it, reused by the pool.
 //
 // Math type. On Ampere and later, CUDNN_DEFAULT_MATH lets cuDNN run float32
 // convolutions on TF32 tensor cores (10-bit mantissa). Exact float32 therefore
@@ -52,6 +53,7 @@
 #include <vector>
 
 #include "kernels/cuda/cudnn.cuh"
+#include "kernels/cuda/launch.cuh"
 #include "kernels/cuda/runtime.h"
 
 namespace basin::kernels::cuda {
@@ -178,31 +180,6 @@ Plan& plan_for(const Key& key, const Conv2dShape& g) {
   return *found->second;
 }
 
-// A stream-ordered scratch buffer: freed on the stream after the work queued
-// before the free, so it can go out of scope as soon as the cuDNN call is queued.
-class Workspace {
- public:
-  explicit Workspace(std::size_t bytes) : bytes_(bytes), ptr_(bytes > 0 ? allocate(bytes) : nullptr) {}
-  ~Workspace() {
-    if (ptr_ == nullptr) return;
-    try {
-      deallocate(ptr_);
-    } catch (const Error&) {
-      // A destructor must not throw (it may run while an error unwinds); a
-      // failed free leaves its CUDA error for the next check to report.
-    }
-  }
-  Workspace(const Workspace&) = delete;
-  Workspace& operator=(const Workspace&) = delete;
-
-  void* get() const { return ptr_; }
-  std::size_t bytes() const { return bytes_; }
-
- private:
-  std::size_t bytes_;
-  void* ptr_;
-};
-
 // The three directions as one interface for choose() and run().
 struct Forward {
   using Algo = cudnnConvolutionFwdAlgo_t;
@@ -307,7 +284,7 @@ Choice choose(Plan& plan, const Buffers& buffers, const Conv2dShape& g, DType dt
   std::vector<typename Ops::Perf> results(static_cast<std::size_t>(std::max(requested, 1)));
   int returned = 0;
   {
-    Workspace scratch(find_bytes);
+    DeviceBuffer scratch(find_bytes);
     BASIN_CUDNN_CHECK(Ops::find(plan, buffers, static_cast<int>(results.size()), &returned, results.data(),
                                 scratch.get(), scratch.bytes()));
   }
@@ -349,7 +326,7 @@ void run(const Conv2dShape& g, DType dtype, bool allow_tf32, const Buffers& buff
 
   // The descriptor is shared by the three directions; each sets its own math type.
   BASIN_CUDNN_CHECK(cudnnSetConvolutionMathType(plan.conv, choice->math));
-  Workspace scratch(choice->workspace);
+  DeviceBuffer scratch(choice->workspace);
   // Scaling factors are double for double data and float otherwise; beta = 0 overwrites the output.
   const float one_f = 1.0f, zero_f = 0.0f;
   const double one_d = 1.0, zero_d = 0.0;
@@ -369,9 +346,8 @@ void conv2d_forward(DType dtype, const Conv2dShape& shape, void* out, const void
   if (bias == nullptr) return;
   const long long total = shape.n * shape.k * shape.p * shape.q;
   BASIN_DISPATCH_FLOATING(dtype, "conv2d", T, [&] {
-    add_bias_kernel<T><<<grid_for(total, kBiasBlock), kBiasBlock, 0, stream()>>>(
-        static_cast<T*>(out), static_cast<const T*>(bias), total, shape.p * shape.q, shape.k);
-    BASIN_CUDA_CHECK_LAUNCH();
+    launch(add_bias_kernel<T>, grid_for(total, kBiasBlock), kBiasBlock, static_cast<T*>(out),
+           static_cast<const T*>(bias), total, shape.p * shape.q, shape.k);
   });
 }
 

@@ -1,6 +1,7 @@
 // CUDA copy (strided, with dtype conversion) and fill.
 #include "kernels/copy.h"
 #include "kernels/cuda/check.cuh"
+#include "kernels/cuda/launch.cuh"
 #include "kernels/cuda/strided.cuh"
 #include "kernels/dtype_dispatch.h"
 
@@ -35,8 +36,7 @@ void copy(const TensorArg& dst, const TensorArg& src) {
   if (dst.numel == 0) return;
   BASIN_DISPATCH_ALL(dst.dtype, "copy", To, [&] {
     BASIN_DISPATCH_ALL(src.dtype, "copy", From, [&] {
-      copy_kernel<To, From><<<grid_for(dst.numel, kBlockSize), kBlockSize, 0, stream()>>>(dst, src);
-      BASIN_CUDA_CHECK_LAUNCH();
+      launch(copy_kernel<To, From>, grid_for(dst.numel, kBlockSize), kBlockSize, dst, src);
     });
   });
 }
@@ -44,8 +44,7 @@ void copy(const TensorArg& dst, const TensorArg& src) {
 void fill(const TensorArg& dst, double value) {
   if (dst.numel == 0) return;
   BASIN_DISPATCH_ALL(dst.dtype, "fill", T, [&] {
-    fill_kernel<T><<<grid_for(dst.numel, kBlockSize), kBlockSize, 0, stream()>>>(dst, static_cast<T>(value));
-    BASIN_CUDA_CHECK_LAUNCH();
+    launch(fill_kernel<T>, grid_for(dst.numel, kBlockSize), kBlockSize, dst, static_cast<T>(value));
   });
 }
 

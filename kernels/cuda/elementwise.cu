@@ -5,6 +5,7 @@
 // memory traffic, not by instruction count. Contiguous tensors skip the
 // per-element index arithmetic of the strided path.
 #include "kernels/cuda/check.cuh"
+#include "kernels/cuda/launch.cuh"
 #include "kernels/cuda/strided.cuh"
 #include "kernels/dtype_dispatch.h"
 #include "kernels/elementwise.h"
@@ -78,16 +79,14 @@ __global__ void binary_kernel(BinaryOp op, TensorArg out, TensorArg a, TensorArg
 void unary(UnaryOp op, const TensorArg& out, const TensorArg& in, ScalarArgs s) {
   if (out.numel == 0) return;
   BASIN_DISPATCH_FLOATING(out.dtype, "unary", T, [&] {
-    unary_kernel<T><<<grid_for(out.numel, kBlockSize), kBlockSize, 0, stream()>>>(op, out, in, s);
-    BASIN_CUDA_CHECK_LAUNCH();
+    launch(unary_kernel<T>, grid_for(out.numel, kBlockSize), kBlockSize, op, out, in, s);
   });
 }
 
 void binary(BinaryOp op, const TensorArg& out, const TensorArg& a, const TensorArg& b, ScalarArgs s) {
   if (out.numel == 0) return;
   BASIN_DISPATCH_FLOATING(out.dtype, "binary", T, [&] {
-    binary_kernel<T><<<grid_for(out.numel, kBlockSize), kBlockSize, 0, stream()>>>(op, out, a, b, s);
-    BASIN_CUDA_CHECK_LAUNCH();
+    launch(binary_kernel<T>, grid_for(out.numel, kBlockSize), kBlockSize, op, out, a, b, s);
   });
 }
 

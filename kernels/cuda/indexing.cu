@@ -16,6 +16,7 @@
 #include <climits>
 
 #include "kernels/cuda/check.cuh"
+#include "kernels/cuda/launch.cuh"
 #include "kernels/dtype_dispatch.h"
 #include "kernels/indexing.h"
 
@@ -148,9 +149,8 @@ void index_select(const TensorArg& out, const TensorArg& in, const TensorArg& in
   if (n == 0) return;
   BASIN_DISPATCH_ALL(in.dtype, "index_select", T, [&] {
     BASIN_DISPATCH_INDEX(index.dtype, "index_select", I, [&] {
-      index_select_kernel<T, I><<<grid_for(n, kBlockSize), kBlockSize, 0, stream()>>>(
-          out.ptr<T>(), in.ptr<T>(), index.ptr<I>(), shape);
-      BASIN_CUDA_CHECK_LAUNCH();
+      launch(index_select_kernel<T, I>, grid_for(n, kBlockSize), kBlockSize, out.ptr<T>(), in.ptr<T>(), index.ptr<I>(),
+             shape);
     });
   });
 }
@@ -161,9 +161,8 @@ void index_select_backward(const TensorArg& grad_in, const TensorArg& grad_out, 
   if (n == 0) return;
   BASIN_DISPATCH_FLOATING(grad_in.dtype, "index_select_backward", T, [&] {
     BASIN_DISPATCH_INDEX(index.dtype, "index_select_backward", I, [&] {
-      index_select_backward_kernel<T, I><<<grid_for(n, kBlockSize), kBlockSize, 0, stream()>>>(
-          grad_in.ptr<T>(), grad_out.ptr<T>(), index.ptr<I>(), shape);
-      BASIN_CUDA_CHECK_LAUNCH();
+      launch(index_select_backward_kernel<T, I>, grid_for(n, kBlockSize), kBlockSize, grad_in.ptr<T>(),
+             grad_out.ptr<T>(), index.ptr<I>(), shape);
     });
   });
 }
@@ -172,9 +171,8 @@ void gather(const TensorArg& out, const TensorArg& in, const TensorArg& index, i
   if (index.numel == 0) return;
   BASIN_DISPATCH_ALL(in.dtype, "gather", T, [&] {
     BASIN_DISPATCH_INDEX(index.dtype, "gather", I, [&] {
-      gather_kernel<T, I><<<grid_for(index.numel, kBlockSize), kBlockSize, 0, stream()>>>(
-          out.ptr<T>(), in, index.ptr<I>(), index, dim);
-      BASIN_CUDA_CHECK_LAUNCH();
+      launch(gather_kernel<T, I>, grid_for(index.numel, kBlockSize), kBlockSize, out.ptr<T>(), in, index.ptr<I>(),
+             index, dim);
     });
   });
 }
@@ -183,9 +181,8 @@ void gather_backward(const TensorArg& grad_in, const TensorArg& grad_out, const 
   if (grad_in.numel == 0) return;
   BASIN_DISPATCH_FLOATING(grad_in.dtype, "gather_backward", T, [&] {
     BASIN_DISPATCH_INDEX(index.dtype, "gather_backward", I, [&] {
-      gather_backward_kernel<T, I><<<grid_for(grad_in.numel, kBlockSize), kBlockSize, 0, stream()>>>(
-          grad_in.ptr<T>(), grad_out.ptr<T>(), index.ptr<I>(), grad_in, index, dim);
-      BASIN_CUDA_CHECK_LAUNCH();
+      launch(gather_backward_kernel<T, I>, grid_for(grad_in.numel, kBlockSize), kBlockSize, grad_in.ptr<T>(),
+             grad_out.ptr<T>(), index.ptr<I>(), grad_in, index, dim);
     });
   });
 }
@@ -195,8 +192,7 @@ void index_range(const TensorArg& range, const TensorArg& index) {
   static_assert(sizeof(long long) == sizeof(std::int64_t), "range is int64");
   long long* out = reinterpret_cast<long long*>(range.ptr<std::int64_t>());
   BASIN_DISPATCH_INDEX(index.dtype, "index_range", I, [&] {
-    index_range_kernel<I><<<1, kRangeBlock, 0, stream()>>>(out, index.ptr<I>(), index.numel);
-    BASIN_CUDA_CHECK_LAUNCH();
+    launch(index_range_kernel<I>, 1, kRangeBlock, out, index.ptr<I>(), index.numel);
   });
 }
 

@@ -17,6 +17,7 @@
 
 #include "kernels/cuda/block_reduce.cuh"
 #include "kernels/cuda/check.cuh"
+#include "kernels/cuda/launch.cuh"
 #include "kernels/dtype_dispatch.h"
 #include "kernels/loss.h"
 
@@ -90,9 +91,8 @@ void cross_entropy_forward(const TensorArg& loss, const TensorArg& lse, const Te
   BASIN_DISPATCH_FLOATING(logits.dtype, "cross_entropy", T, [&] {
     BASIN_DISPATCH_INDEX(labels.dtype, "cross_entropy", L, [&] {
       const unsigned grid = static_cast<unsigned>(std::min(rows, kMaxRowGrid));
-      forward_kernel<T, L><<<grid, row_block_for(classes), 0, stream()>>>(
-          loss.ptr<T>(), lse.ptr<double>(), logits.ptr<T>(), labels.ptr<L>(), rows, classes, smoothing);
-      BASIN_CUDA_CHECK_LAUNCH();
+      launch(forward_kernel<T, L>, grid, row_block_for(classes), loss.ptr<T>(), lse.ptr<double>(), logits.ptr<T>(),
+             labels.ptr<L>(), rows, classes, smoothing);
     });
   });
 }
@@ -104,10 +104,9 @@ void cross_entropy_backward(const TensorArg& grad_logits, const TensorArg& grad_
   if (rows * classes == 0) return;
   BASIN_DISPATCH_FLOATING(logits.dtype, "cross_entropy_backward", T, [&] {
     BASIN_DISPATCH_INDEX(labels.dtype, "cross_entropy_backward", L, [&] {
-      backward_kernel<T, L><<<grid_for(rows * classes, kElementBlock), kElementBlock, 0, stream()>>>(
-          grad_logits.ptr<T>(), grad_loss.ptr<T>(), grad_loss.strides[0], scale, logits.ptr<T>(), lse.ptr<double>(),
-          labels.ptr<L>(), rows, classes, smoothing);
-      BASIN_CUDA_CHECK_LAUNCH();
+      launch(backward_kernel<T, L>, grid_for(rows * classes, kElementBlock), kElementBlock, grad_logits.ptr<T>(),
+             grad_loss.ptr<T>(), grad_loss.strides[0], scale, logits.ptr<T>(), lse.ptr<double>(), labels.ptr<L>(), rows,
+             classes, smoothing);
     });
   });
 }

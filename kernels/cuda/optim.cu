@@ -21,6 +21,7 @@
 #include <cstdint>
 
 #include "kernels/cuda/check.cuh"
+#include "kernels/cuda/launch.cuh"
 #include "kernels/dtype_dispatch.h"
 #include "kernels/optim.h"
 #include "kernels/optim_checks.h"
@@ -248,13 +249,10 @@ void sam_norm(const TensorArg& scale, const TensorArg& partials, const TensorArg
   BASIN_DISPATCH_FLOATING(grads.dtype, "sam_norm", T, [&] {
     const T* w = args.adaptive ? params.ptr<T>() : nullptr;
     const bool vectorized = aligned(grads.data) && (!args.adaptive || aligned(w));
-    norm_partials_kernel<T><<<kNormPartials, kNormThreads, 0, stream()>>>(partials.ptr<double>(), w, grads.ptr<T>(),
-                                                                          grads.numel, args, vectorized);
-    BASIN_CUDA_CHECK_LAUNCH();
+    launch(norm_partials_kernel<T>, kNormPartials, kNormThreads, partials.ptr<double>(), w, grads.ptr<T>(), grads.numel,
+           args, vectorized);
   });
-  norm_finish_kernel<<<1, kNormPartials, 0, stream()>>>(scale.ptr<double>(), partials.ptr<double>(), args.rho,
-                                                        args.eps);
-  BASIN_CUDA_CHECK_LAUNCH();
+  launch(norm_finish_kernel, 1, kNormPartials, scale.ptr<double>(), partials.ptr<double>(), args.rho, args.eps);
 }
 
 void sam_perturb(const TensorArg& params, const TensorArg& saved, const TensorArg& grads, const TensorArg& scale,
@@ -267,9 +265,8 @@ void sam_perturb(const TensorArg& params, const TensorArg& saved, const TensorAr
   BASIN_DISPATCH_FLOATING(grads.dtype, "sam_perturb", T, [&] {
     const long long groups = (grads.numel + Group<T>::kWidth - 1) / Group<T>::kWidth;
     const bool vectorized = aligned(params.data) && aligned(saved.data) && aligned(grads.data);
-    perturb_kernel<T><<<grid_for(groups, kBlockSize), kBlockSize, 0, stream()>>>(
-        params.ptr<T>(), saved.ptr<T>(), grads.ptr<T>(), scale.ptr<double>(), grads.numel, args, vectorized);
-    BASIN_CUDA_CHECK_LAUNCH();
+    launch(perturb_kernel<T>, grid_for(groups, kBlockSize), kBlockSize, params.ptr<T>(), saved.ptr<T>(), grads.ptr<T>(),
+           scale.ptr<double>(), grads.numel, args, vectorized);
   });
 }
 
@@ -297,9 +294,8 @@ void sgd_update(const TensorArg& params, const TensorArg& saved, const TensorArg
     T* buf = use_momentum ? momentum.ptr<T>() : nullptr;
     const long long groups = (grads.numel + Group<T>::kWidth - 1) / Group<T>::kWidth;
     const bool vectorized = aligned(w) && aligned(source) && aligned(grads.data) && (!use_momentum || aligned(buf));
-    sgd_kernel<T><<<grid_for(groups, kBlockSize), kBlockSize, 0, stream()>>>(w, source, grads.ptr<T>(), buf,
-                                                                             grads.numel, c, vectorized);
-    BASIN_CUDA_CHECK_LAUNCH();
+    launch(sgd_kernel<T>, grid_for(groups, kBlockSize), kBlockSize, w, source, grads.ptr<T>(), buf, grads.numel, c,
+           vectorized);
   });
 }
 

@@ -21,6 +21,7 @@
 // counter offset + i / 4), so the CPU reference draws the same mask, at a
 // quarter of the Philox rounds a one-element-per-thread loop would spend.
 #include "kernels/cuda/check.cuh"
+#include "kernels/cuda/launch.cuh"
 #include "kernels/dtype_dispatch.h"
 #include "kernels/philox.h"
 #include "kernels/pool.h"
@@ -173,9 +174,8 @@ __global__ void dropout_backward_kernel(T* gx, const T* gy, const std::uint8_t* 
 void max_pool2d(const TensorArg& out, const TensorArg& indices, const TensorArg& in, const Pool2dShape& shape) {
   if (out.numel == 0) return;
   BASIN_DISPATCH_FLOATING(in.dtype, "max_pool2d", T, [&] {
-    max_pool2d_kernel<T><<<grid_for(out.numel, kBlockSize), kBlockSize, 0, stream()>>>(
-        out.ptr<T>(), indices.ptr<std::int32_t>(), in.ptr<T>(), shape);
-    BASIN_CUDA_CHECK_LAUNCH();
+    launch(max_pool2d_kernel<T>, grid_for(out.numel, kBlockSize), kBlockSize, out.ptr<T>(), indices.ptr<std::int32_t>(),
+           in.ptr<T>(), shape);
   });
 }
 
@@ -183,27 +183,23 @@ void max_pool2d_backward(const TensorArg& grad_in, const TensorArg& grad_out, co
                          const Pool2dShape& shape) {
   if (grad_in.numel == 0) return;
   BASIN_DISPATCH_FLOATING(grad_out.dtype, "max_pool2d_backward", T, [&] {
-    max_pool2d_backward_kernel<T><<<grid_for(grad_in.numel, kBlockSize), kBlockSize, 0, stream()>>>(
-        grad_in.ptr<T>(), grad_out.ptr<T>(), indices.ptr<std::int32_t>(), shape);
-    BASIN_CUDA_CHECK_LAUNCH();
+    launch(max_pool2d_backward_kernel<T>, grid_for(grad_in.numel, kBlockSize), kBlockSize, grad_in.ptr<T>(),
+           grad_out.ptr<T>(), indices.ptr<std::int32_t>(), shape);
   });
 }
 
 void avg_pool2d(const TensorArg& out, const TensorArg& in, const Pool2dShape& shape) {
   if (out.numel == 0) return;
   BASIN_DISPATCH_FLOATING(in.dtype, "avg_pool2d", T, [&] {
-    avg_pool2d_kernel<T><<<grid_for(out.numel, kBlockSize), kBlockSize, 0, stream()>>>(out.ptr<T>(), in.ptr<T>(),
-                                                                                        shape);
-    BASIN_CUDA_CHECK_LAUNCH();
+    launch(avg_pool2d_kernel<T>, grid_for(out.numel, kBlockSize), kBlockSize, out.ptr<T>(), in.ptr<T>(), shape);
   });
 }
 
 void avg_pool2d_backward(const TensorArg& grad_in, const TensorArg& grad_out, const Pool2dShape& shape) {
   if (grad_in.numel == 0) return;
   BASIN_DISPATCH_FLOATING(grad_out.dtype, "avg_pool2d_backward", T, [&] {
-    avg_pool2d_backward_kernel<T><<<grid_for(grad_in.numel, kBlockSize), kBlockSize, 0, stream()>>>(
-        grad_in.ptr<T>(), grad_out.ptr<T>(), shape);
-    BASIN_CUDA_CHECK_LAUNCH();
+    launch(avg_pool2d_backward_kernel<T>, grid_for(grad_in.numel, kBlockSize), kBlockSize, grad_in.ptr<T>(),
+           grad_out.ptr<T>(), shape);
   });
 }
 
@@ -211,19 +207,16 @@ void dropout(const TensorArg& out, const TensorArg& mask, const TensorArg& in, P
   if (in.numel == 0) return;
   BASIN_DISPATCH_FLOATING(in.dtype, "dropout", T, [&] {
     const long long groups = (in.numel + 3) / 4;
-    dropout_kernel<T><<<grid_for(groups, kBlockSize), kBlockSize, 0, stream()>>>(
-        out.ptr<T>(), mask.ptr<std::uint8_t>(), in.ptr<T>(), in.numel, draw, p, static_cast<T>(1.0 / (1.0 - p)));
-    BASIN_CUDA_CHECK_LAUNCH();
+    launch(dropout_kernel<T>, grid_for(groups, kBlockSize), kBlockSize, out.ptr<T>(), mask.ptr<std::uint8_t>(),
+           in.ptr<T>(), in.numel, draw, p, static_cast<T>(1.0 / (1.0 - p)));
   });
 }
 
 void dropout_backward(const TensorArg& grad_in, const TensorArg& grad_out, const TensorArg& mask, double p) {
   if (grad_out.numel == 0) return;
   BASIN_DISPATCH_FLOATING(grad_out.dtype, "dropout_backward", T, [&] {
-    dropout_backward_kernel<T><<<grid_for(grad_out.numel, kBlockSize), kBlockSize, 0, stream()>>>(
-        grad_in.ptr<T>(), grad_out.ptr<T>(), mask.ptr<std::uint8_t>(), grad_out.numel,
-        static_cast<T>(1.0 / (1.0 - p)));
-    BASIN_CUDA_CHECK_LAUNCH();
+    launch(dropout_backward_kernel<T>, grid_for(grad_out.numel, kBlockSize), kBlockSize, grad_in.ptr<T>(),
+           grad_out.ptr<T>(), mask.ptr<std::uint8_t>(), grad_out.numel, static_cast<T>(1.0 / (1.0 - p)));
   });
 }
 

@@ -1,5 +1,6 @@
 // CUDA random fills: each thread computes its own elements from the counter.
 #include "kernels/cuda/check.cuh"
+#include "kernels/cuda/launch.cuh"
 #include "kernels/dtype_dispatch.h"
 #include "kernels/philox.h"
 #include "kernels/random.h"
@@ -33,16 +34,14 @@ __global__ void normal_kernel(TensorArg out, PhiloxDraw draw, double mean, doubl
 void uniform(const TensorArg& out, PhiloxDraw draw, double low, double high) {
   if (out.numel == 0) return;
   BASIN_DISPATCH_FLOATING(out.dtype, "rand", T, [&] {
-    uniform_kernel<T><<<grid_for(out.numel, kBlockSize), kBlockSize, 0, stream()>>>(out, draw, low, high);
-    BASIN_CUDA_CHECK_LAUNCH();
+    launch(uniform_kernel<T>, grid_for(out.numel, kBlockSize), kBlockSize, out, draw, low, high);
   });
 }
 
 void normal(const TensorArg& out, PhiloxDraw draw, double mean, double stddev) {
   if (out.numel == 0) return;
   BASIN_DISPATCH_FLOATING(out.dtype, "randn", T, [&] {
-    normal_kernel<T><<<grid_for(out.numel, kBlockSize), kBlockSize, 0, stream()>>>(out, draw, mean, stddev);
-    BASIN_CUDA_CHECK_LAUNCH();
+    launch(normal_kernel<T>, grid_for(out.numel, kBlockSize), kBlockSize, out, draw, mean, stddev);
   });
 }
 

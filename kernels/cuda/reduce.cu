@@ -21,6 +21,7 @@
 // element of grad_in (one thread each), so it needs no zero-fill and no atomics.
 #include "kernels/cuda/block_reduce.cuh"
 #include "kernels/cuda/check.cuh"
+#include "kernels/cuda/launch.cuh"
 #include "kernels/dtype_dispatch.h"
 #include "kernels/reduce.h"
 
@@ -143,13 +144,12 @@ void sum(const TensorArg& out, const TensorArg& in, ReduceShape shape, double sc
   BASIN_DISPATCH_FLOATING(in.dtype, "sum", T, [&] {
     if (shape.inner == 1) {
       BASIN_CHECK(shape.outer < (1LL << 31), "sum: too many rows (", shape.outer, ")");
-      sum_rows_kernel<T><<<static_cast<unsigned>(shape.outer), kRowBlock, 0, stream()>>>(
-          out.ptr<T>(), in.ptr<T>(), shape.reduce, scale);
+      launch(sum_rows_kernel<T>, static_cast<unsigned>(shape.outer), kRowBlock, out.ptr<T>(), in.ptr<T>(), shape.reduce,
+             scale);
     } else {
-      sum_columns_kernel<T><<<grid_for(shape.outer * shape.inner, kColumnBlock), kColumnBlock, 0, stream()>>>(
-          out.ptr<T>(), in.ptr<T>(), shape, scale);
+      launch(sum_columns_kernel<T>, grid_for(shape.outer * shape.inner, kColumnBlock), kColumnBlock, out.ptr<T>(),
+             in.ptr<T>(), shape, scale);
     }
-    BASIN_CUDA_CHECK_LAUNCH();
   });
 }
 
@@ -161,13 +161,12 @@ void max(const TensorArg& values, const TensorArg& indices, const TensorArg& in,
   BASIN_DISPATCH_FLOATING(in.dtype, "max", T, [&] {
     if (shape.inner == 1) {
       BASIN_CHECK(shape.outer < (1LL << 31), "max: too many rows (", shape.outer, ")");
-      max_rows_kernel<T><<<static_cast<unsigned>(shape.outer), kRowBlock, 0, stream()>>>(
-          values.ptr<T>(), at, in.ptr<T>(), shape.reduce);
+      launch(max_rows_kernel<T>, static_cast<unsigned>(shape.outer), kRowBlock, values.ptr<T>(), at, in.ptr<T>(),
+             shape.reduce);
     } else {
-      max_columns_kernel<T><<<grid_for(shape.outer * shape.inner, kColumnBlock), kColumnBlock, 0, stream()>>>(
-          values.ptr<T>(), at, in.ptr<T>(), shape);
+      launch(max_columns_kernel<T>, grid_for(shape.outer * shape.inner, kColumnBlock), kColumnBlock, values.ptr<T>(),
+             at, in.ptr<T>(), shape);
     }
-    BASIN_CUDA_CHECK_LAUNCH();
   });
 }
 
@@ -176,9 +175,8 @@ void max_backward(const TensorArg& grad_in, const TensorArg& grad_out, const Ten
   if (n == 0) return;
   const long long* at = reinterpret_cast<const long long*>(indices.ptr<std::int64_t>());
   BASIN_DISPATCH_FLOATING(grad_in.dtype, "max_backward", T, [&] {
-    max_backward_kernel<T><<<grid_for(n, kColumnBlock), kColumnBlock, 0, stream()>>>(
-        grad_in.ptr<T>(), grad_out.ptr<T>(), at, shape);
-    BASIN_CUDA_CHECK_LAUNCH();
+    launch(max_backward_kernel<T>, grid_for(n, kColumnBlock), kColumnBlock, grad_in.ptr<T>(), grad_out.ptr<T>(), at,
+           shape);
   });
 }
 

@@ -1,9 +1,15 @@
-// basin's CUDA runtime: one stream, a stream-ordered memory pool, copies.
+// basin's CUDA runtime: one stream, a stream-ordered memory pool, copies,
+// and the checks behind every launch.
+#include <cxxabi.h>
+
 #include <atomic>
 #include <cstdint>
+#include <cstdlib>
+#include <memory>
 #include <sstream>
 
 #include "kernels/cuda/check.cuh"
+#include "kernels/cuda/launch.cuh"
 #include "kernels/cuda/runtime.h"
 
 namespace basin::kernels::cuda {
@@ -53,12 +59,18 @@ int grid_for(long long n, int block_size) {
 
 int device_count() {
   int count = 0;
-  // No driver or no device is a normal answer here, not an error.
-  if (cudaGetDeviceCount(&count) != cudaSuccess) {
-    cudaGetLastError();  // clear the sticky status so later checks start clean
-    return 0;
-  }
-  return count;
+  const cudaError_t status = cudaGetDeviceCount(&count);
+  if (status == cudaSuccess) return count;
+  cudaGetLastError();  // the failed query is not a launch error for later checks to report
+  // Two answers mean "no GPU here": no device, and no driver installed at all
+  // (the runtime then reports an insufficient driver of version 0). Anything
+  // else (a driver too old for this runtime, a broken installation) is a GPU
+  // machine that cannot run basin's CUDA code, and must not pass for one
+  // without a GPU.
+  if (status == cudaErrorNoDevice) return 0;
+  int driver = 0;
+  if (status == cudaErrorInsufficientDriver && cudaDriverGetVersion(&driver) == cudaSuccess && driver == 0) return 0;
+  BASIN_FAIL("CUDA is installed but unusable: ", describe_error(status), " (cudaGetDeviceCount)");
 }
 
 std::string device_description() {
@@ -97,5 +109,81 @@ void copy_device_to_device(void* dst, const void* src, std::size_t nbytes) {
 }
 
 void synchronize() { BASIN_CUDA_CHECK(cudaStreamSynchronize(stream())); }
+
+DeviceBuffer::DeviceBuffer(std::size_t bytes) : bytes_(bytes), ptr_(bytes > 0 ? allocate(bytes) : nullptr) {}
+
+DeviceBuffer::~DeviceBuffer() {
+  if (ptr_ == nullptr) return;
+  try {
+    deallocate(ptr_);
+  } catch (const Error&) {
+    // The CUDA error stays with the runtime; the next check reports it.
+  }
+}
+
+bool is_emulator() {
+#if BASIN_CUDA_EMULATED
+  return true;
+#else
+  return false;
+#endif
+}
+
+std::string describe_error(cudaError_t status) {
+  std::string text = cudaGetErrorString(status);
+#if BASIN_CUDA_EMULATED
+  const std::string detail = emulator::error_detail(status);
+  if (!detail.empty()) text += " [CUDA emulator: " + detail + "]";
+#endif
+  return text;
+}
+
+namespace {
+
+// "sum_rows_kernel<float>" from a mangled kernel symbol: the demangled name
+// without its namespaces, return type and parameter list.
+std::string short_kernel_name(const char* mangled) {
+  int status = 0;
+  std::unique_ptr<char, void (*)(void*)> demangled(abi::__cxa_demangle(mangled, nullptr, nullptr, &status), std::free);
+  std::string name = status == 0 && demangled ? demangled.get() : mangled;
+  const std::string anonymous = "(anonymous namespace)::";
+  for (std::size_t at; (at = name.find(anonymous)) != std::string::npos;) name.erase(at, anonymous.size());
+  // Outside template brackets, the first '(' opens the parameter list, and the
+  // name starts after the last space (the return type) or "::" before it.
+  int depth = 0;
+  std::size_t begin = 0;
+  std::size_t end = name.size();
+  for (std::size_t i = 0; i < name.size() && end == name.size(); ++i) {
+    const char c = name[i];
+    if (c == '<') ++depth;
+    if (c == '>') --depth;
+    if (depth != 0) continue;
+    if (c == '(') end = i;
+    if (c == ' ') begin = i + 1;
+    if (c == ':' && i + 1 < name.size() && name[i + 1] == ':') begin = i + 2;
+  }
+  return name.substr(begin, end - begin);
+}
+
+std::string kernel_name(const void* kernel) {
+#if BASIN_CUDA_EMULATED
+  const std::string symbol = emulator::kernel_symbol(kernel);
+  if (!symbol.empty()) return short_kernel_name(symbol.c_str());
+#else
+  const char* symbol = nullptr;
+  if (cudaFuncGetName(&symbol, kernel) == cudaSuccess && symbol != nullptr) return short_kernel_name(symbol);
+  cudaGetLastError();  // the name is a courtesy: its failure is not the error being reported
+#endif
+  return "a kernel";
+}
+
+}  // namespace
+
+void check_launch(const void* kernel, dim3 grid, dim3 block) {
+  const cudaError_t status = cudaGetLastError();
+  BASIN_CHECK(status == cudaSuccess, "CUDA error: ", describe_error(status), " in the launch of ", kernel_name(kernel),
+              " (grid [", grid.x, ", ", grid.y, ", ", grid.z, "], block [", block.x, ", ", block.y, ", ", block.z,
+              "])");
+}
 
 }  // namespace basin::kernels::cuda

@@ -17,6 +17,7 @@
 
 #include "kernels/cuda/block_reduce.cuh"
 #include "kernels/cuda/check.cuh"
+#include "kernels/cuda/launch.cuh"
 #include "kernels/dtype_dispatch.h"
 #include "kernels/softmax.h"
 
@@ -147,13 +148,12 @@ void softmax_forward(SoftmaxKind kind, const TensorArg& out, const TensorArg& in
   BASIN_DISPATCH_FLOATING(in.dtype, "softmax", T, [&] {
     if (shape.inner == 1) {
       const int block = row_block_for(shape.reduce);
-      forward_rows_kernel<T><<<row_grid_for(shape.outer), block, 0, stream()>>>(kind, out.ptr<T>(), in.ptr<T>(),
-                                                                                shape.outer, shape.reduce);
+      launch(forward_rows_kernel<T>, row_grid_for(shape.outer), block, kind, out.ptr<T>(), in.ptr<T>(), shape.outer,
+             shape.reduce);
     } else {
-      forward_columns_kernel<T><<<grid_for(shape.outer * shape.inner, kColumnBlock), kColumnBlock, 0, stream()>>>(
-          kind, out.ptr<T>(), in.ptr<T>(), shape);
+      launch(forward_columns_kernel<T>, grid_for(shape.outer * shape.inner, kColumnBlock), kColumnBlock, kind,
+             out.ptr<T>(), in.ptr<T>(), shape);
     }
-    BASIN_CUDA_CHECK_LAUNCH();
   });
 }
 
@@ -163,13 +163,12 @@ void softmax_backward(SoftmaxKind kind, const TensorArg& grad_in, const TensorAr
   BASIN_DISPATCH_FLOATING(out.dtype, "softmax_backward", T, [&] {
     if (shape.inner == 1) {
       const int block = row_block_for(shape.reduce);
-      backward_rows_kernel<T><<<row_grid_for(shape.outer), block, 0, stream()>>>(
-          kind, grad_in.ptr<T>(), grad_out.ptr<T>(), out.ptr<T>(), shape.outer, shape.reduce);
+      launch(backward_rows_kernel<T>, row_grid_for(shape.outer), block, kind, grad_in.ptr<T>(), grad_out.ptr<T>(),
+             out.ptr<T>(), shape.outer, shape.reduce);
     } else {
-      backward_columns_kernel<T><<<grid_for(shape.outer * shape.inner, kColumnBlock), kColumnBlock, 0, stream()>>>(
-          kind, grad_in.ptr<T>(), grad_out.ptr<T>(), out.ptr<T>(), shape);
+      launch(backward_columns_kernel<T>, grid_for(shape.outer * shape.inner, kColumnBlock), kColumnBlock, kind,
+             grad_in.ptr<T>(), grad_out.ptr<T>(), out.ptr<T>(), shape);
     }
-    BASIN_CUDA_CHECK_LAUNCH();
   });
 }
 
