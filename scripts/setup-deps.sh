@@ -10,7 +10,8 @@
 # tests/reference/, never to run the tests.
 set -euo pipefail
 
-packages=(cmake ninja-build g++ catch2 libcli11-dev nlohmann-json3-dev)
+# libboost-context-dev: the fibers of the CUDA emulator (-DBASIN_CUDA=EMULATE).
+packages=(cmake ninja-build g++ catch2 libcli11-dev nlohmann-json3-dev libboost-context-dev)
 
 missing=()
 for pkg in "${packages[@]}"; do

@@ -1,19 +1,28 @@
 #!/usr/bin/env bash
 # Builds basin and runs its whole test suite.
 #
-#   bash scripts/test.sh                 # everything
-#   bash scripts/test.sh -R softmax      # extra arguments go to ctest
+#   bash scripts/test.sh                          # everything
+#   bash scripts/test.sh -R softmax               # extra arguments go to ctest
+#   BASIN_CUDA=EMULATE bash scripts/test.sh       # CUDA code on the CPU emulator
 #
 # Steps: install missing Debian packages (scripts/setup-deps.sh), configure
 # build/ (Release, Ninja, CUDA backend when nvcc is found), build on every core,
 # run ctest in parallel. The build directory can be moved with BASIN_BUILD_DIR.
 # Exits non-zero when any step fails. On a machine without a GPU the [cuda]
-# tests are reported by ctest as skipped (listed under "did not run").
+# tests are reported by ctest as skipped (listed under "did not run"); with
+# BASIN_CUDA=EMULATE (build directory build-emulate/) they run on basin's CUDA
+# emulator, which needs no GPU and no CUDA toolkit.
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
-build=${BASIN_BUILD_DIR:-build}
+cuda=${BASIN_CUDA:-AUTO}
+case "$cuda" in
+  AUTO | ON | OFF) default_build=build ;;
+  EMULATE) default_build=build-emulate ;;
+  *) echo "scripts/test.sh: BASIN_CUDA='$cuda' (expected AUTO, ON, OFF or EMULATE)" >&2; exit 2 ;;
+esac
+build=${BASIN_BUILD_DIR:-$default_build}
 jobs=$(nproc)
 start=$SECONDS
 
@@ -25,8 +34,8 @@ bash scripts/setup-deps.sh
 # Ninja for a new build directory; an existing one keeps the generator it was made with.
 generator=()
 [[ -f $build/CMakeCache.txt ]] || generator=(-G Ninja)
-step "configuring $build (Release, BASIN_CUDA=AUTO)"
-cmake -S . -B "$build" "${generator[@]}" -DCMAKE_BUILD_TYPE=Release -DBASIN_CUDA=AUTO
+step "configuring $build (Release, BASIN_CUDA=$cuda)"
+cmake -S . -B "$build" "${generator[@]}" -DCMAKE_BUILD_TYPE=Release -DBASIN_CUDA="$cuda"
 
 step "building with $jobs jobs"
 cmake --build "$build" --parallel "$jobs"
