@@ -58,6 +58,7 @@
 #include "bench/sam_reference.h"
 #include "core/dispatch.h"
 #include "kernels/cuda/check.cuh"
+#include "kernels/cuda/launch.cuh"
 #include "kernels/cuda/runtime.h"
 #include "nn/models/models.h"
 #include "optim/sgd.h"
@@ -65,17 +66,6 @@
 namespace basin::bench {
 
 namespace {
-
-// Launches of this file's own kernels (basin counts its own in cuda_kernel_launches()).
-long long own_launches = 0;
-
-#define BENCH_CHECK_LAUNCH()              \
-  do {                                    \
-    ++own_launches;                       \
-    BASIN_CUDA_CHECK(cudaGetLastError()); \
-  } while (0)
-
-long long launches_so_far() { return own_launches + cuda_kernel_launches(); }
 
 // x[t] += x[t + half] down to x[0]: a fixed order, so every run gives the same bits.
 template <int kCount, class T>
@@ -113,10 +103,8 @@ __global__ void __launch_bounds__(kFinishBlock)
 }
 
 void launch_finish(const Tensor& scale, const Tensor& values, bool values_are_norms, const SamSettings& settings) {
-  finish_norm_kernel<<<1, kFinishBlock, 0, kernels::cuda::stream()>>>(scale.data<double>(), values.data<float>(),
-                                                                      static_cast<int>(values.numel()),
-                                                                      values_are_norms, settings.rho, settings.eps);
-  BENCH_CHECK_LAUNCH();
+  kernels::cuda::launch(finish_norm_kernel, 1, kFinishBlock, scale.data<double>(), values.data<float>(),
+                        static_cast<int>(values.numel()), values_are_norms, settings.rho, settings.eps);
 }
 
 void check_vector_aligned(const Tensor& t, const std::string& name) {
@@ -296,44 +284,37 @@ class V1PerTensor : public ScatteredVariant {
   std::string name() const override { return "v1 per-tensor"; }
 
   void norm() override {
-    const cudaStream_t stream = kernels::cuda::stream();
     const float eta = static_cast<float>(settings_.eta);
     for (std::size_t i = 0; i < set_.size(); ++i) {
       const long long n = set_.numels[i];
       const int grid = std::min(v1_grid(n), kV1MaxBlocks);
-      v1_norm_kernel<<<grid, kV1Block, 0, stream>>>(norms_.data<float>() + i,
-                                                    partials_.data<float>() + i * kV1MaxBlocks,
-                                                    reinterpret_cast<unsigned*>(tickets_.data<std::int32_t>()) + i,
-                                                    g_[i].data<float>(), w_[i].data<float>(), n, scaled(i), eta);
-      BENCH_CHECK_LAUNCH();
+      kernels::cuda::launch(v1_norm_kernel, grid, kV1Block, norms_.data<float>() + i,
+                            partials_.data<float>() + i * kV1MaxBlocks,
+                            reinterpret_cast<unsigned*>(tickets_.data<std::int32_t>()) + i, g_[i].data<float>(),
+                            w_[i].data<float>(), n, scaled(i), eta);
     }
     launch_finish(scale_, norms_, /*values_are_norms=*/true, settings_);
   }
 
   void perturb() override {
-    const cudaStream_t stream = kernels::cuda::stream();
     const float eta = static_cast<float>(settings_.eta);
     for (std::size_t i = 0; i < set_.size(); ++i) {
       const long long n = set_.numels[i];
-      v1_perturb_kernel<<<v1_grid(n), kV1Block, 0, stream>>>(
-          w_[i].data<float>(), saved_[i].data<float>(), g_[i].data<float>(), scale_.data<double>(), n, scaled(i), eta);
-      BENCH_CHECK_LAUNCH();
+      kernels::cuda::launch(v1_perturb_kernel, v1_grid(n), kV1Block, w_[i].data<float>(), saved_[i].data<float>(),
+                            g_[i].data<float>(), scale_.data<double>(), n, scaled(i), eta);
     }
   }
 
   void restore_update() override {
-    const cudaStream_t stream = kernels::cuda::stream();
     const SgdConstants c = sgd_constants(settings_);
     for (std::size_t i = 0; i < set_.size(); ++i) {
       const long long n = set_.numels[i];
-      v1_copy_kernel<<<v1_grid(n), kV1Block, 0, stream>>>(w_[i].data<float>(), saved_[i].data<float>(), n);
-      BENCH_CHECK_LAUNCH();
+      kernels::cuda::launch(v1_copy_kernel, v1_grid(n), kV1Block, w_[i].data<float>(), saved_[i].data<float>(), n);
     }
     for (std::size_t i = 0; i < set_.size(); ++i) {
       const long long n = set_.numels[i];
-      v1_sgd_kernel<<<v1_grid(n), kV1Block, 0, stream>>>(w_[i].data<float>(), g_[i].data<float>(), m_[i].data<float>(),
-                                                         n, c);
-      BENCH_CHECK_LAUNCH();
+      kernels::cuda::launch(v1_sgd_kernel, v1_grid(n), kV1Block, w_[i].data<float>(), g_[i].data<float>(),
+                            m_[i].data<float>(), n, c);
     }
   }
 
@@ -510,8 +491,7 @@ class V2MultiTensor : public ScatteredVariant {
     for (std::size_t i = 0; i < set_.size(); ++i) lists.push_back({g_[i].data<float>()});
     float* partials = partials_.data<float>();
     for_each_table<1>(lists, set_.numels, [&](const ChunkTable<1>& table, int blocks) {
-      v2_norm_kernel<<<blocks, kV2Block, 0, kernels::cuda::stream()>>>(table, partials);
-      BENCH_CHECK_LAUNCH();
+      kernels::cuda::launch(v2_norm_kernel, blocks, kV2Block, table, partials);
     });
     launch_finish(scale_, partials_, /*values_are_norms=*/false, settings_);
   }
@@ -523,8 +503,7 @@ class V2MultiTensor : public ScatteredVariant {
     }
     const double* scale = scale_.data<double>();
     for_each_table<3>(lists, set_.numels, [&](const ChunkTable<3>& table, int blocks) {
-      v2_perturb_kernel<<<blocks, kV2Block, 0, kernels::cuda::stream()>>>(table, scale);
-      BENCH_CHECK_LAUNCH();
+      kernels::cuda::launch(v2_perturb_kernel, blocks, kV2Block, table, scale);
     });
   }
 
@@ -535,8 +514,7 @@ class V2MultiTensor : public ScatteredVariant {
     }
     const SgdConstants c = sgd_constants(settings_);
     for_each_table<4>(lists, set_.numels, [&](const ChunkTable<4>& table, int blocks) {
-      v2_update_kernel<<<blocks, kV2Block, 0, kernels::cuda::stream()>>>(table, c);
-      BENCH_CHECK_LAUNCH();
+      kernels::cuda::launch(v2_update_kernel, blocks, kV2Block, table, c);
     });
   }
 
@@ -705,13 +683,16 @@ int run(const Options& options) {
     std::cout << kNoDeviceMessage << "\n";
     return 0;
   }
+  // The emulated device checks every variant and times none.
+  const bool validate_only = options.validate_only || cuda_device_emulated();
   JsonLines json(options.json);
   std::cout << "bench_sam_kernels: the optimizer side of a SAM step, float32\n"
             << "device: " << cuda_environment() << "\n";
+  if (cuda_device_emulated()) std::cout << kEmulatedMessage << "\n";
   json.write(cuda_environment_record().set("bench", "environment").set("side", "basin"));
 
   CopyMeasurement copy;
-  if (!options.validate_only) {
+  if (!validate_only) {
     copy = copy_bandwidth(options.copy_mib << 20, options.timing);
     std::cout << "copy bandwidth: " << fixed(copy.gbps(), 0) << " GB/s (" << copy.method << ", " << (copy.bytes >> 20)
               << " MiB), the reference for every % below\n";
@@ -759,12 +740,12 @@ int run(const Options& options) {
                        .set("detail", verdict.summary()));
         continue;
       }
-      if (options.validate_only) continue;
+      if (validate_only) continue;
       for (int phase = 0; phase < 4; ++phase) {
-        const long long before = launches_so_far();
+        const long long before = cuda_kernel_launches();
         run_phase(*variant, phase);
         kernels::cuda::synchronize();
-        const long long launches = launches_so_far() - before;
+        const long long launches = cuda_kernel_launches() - before;
         const Stats gpu = time_cuda([&] { run_phase(*variant, phase); }, options.timing);
         const Stats wall = time_wall([&] { run_phase(*variant, phase); }, options.timing);
         const double bytes = phase_bytes(set, spec.asam, phase);
@@ -802,7 +783,7 @@ int run(const Options& options) {
         }
       }
     }
-    if (!options.validate_only) {
+    if (!validate_only) {
       std::string conclusion = set.model + " SAM step, optimizer side: ";
       if (summary.step_us[2] > 0) {
         conclusion += "v3 fused arena " + fixed(summary.step_us[2], 1) + " us (" +
@@ -820,7 +801,7 @@ int run(const Options& options) {
     summaries.push_back(summary);
   }
 
-  if (!options.validate_only && !summaries.empty()) {
+  if (!validate_only && !summaries.empty()) {
     Table overall({"model", "v1 per-tensor us", "v2 multi-tensor us", "v3 fused us", "v3 % copy", "v1 / v3"});
     for (const ModelSummary& s : summaries) {
       const auto cell = [](double us) { return us > 0 ? fixed(us, 1) : std::string("FAILED"); };
@@ -843,7 +824,7 @@ int run(const Options& options) {
     std::cout << "some variants FAILED their check against the CPU reference (see above)\n";
     return 1;
   }
-  if (options.validate_only) std::cout << "every variant matches the CPU reference\n";
+  if (validate_only) std::cout << "every variant matches the CPU reference\n";
   return 0;
 }
 

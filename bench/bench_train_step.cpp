@@ -225,6 +225,10 @@ int main(int argc, char** argv) {
       std::cout << bench::kNoDeviceMessage << "\n";
       return 0;
     }
+    if (options.device == "cuda" && bench::cuda_device_emulated()) {
+      std::cout << "emulated CUDA device (basin's CPU emulator): a training step's speed there means nothing\n";
+      return 0;
+    }
     return bench::run(options);
   } catch (const std::exception& e) {
     std::cerr << "bench_train_step: " << e.what() << "\n";

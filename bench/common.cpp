@@ -15,6 +15,7 @@
 namespace basin::bench {
 
 bool cuda_device_present() { return cuda_is_available(); }
+bool cuda_device_emulated() { return cuda_is_emulated(); }
 
 Stats summarize(std::vector<double> samples_ms) {
   BASIN_CHECK(!samples_ms.empty(), "summarize: no samples");

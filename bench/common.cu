@@ -31,6 +31,7 @@
 
 #include "bench/common.h"
 #include "kernels/cuda/check.cuh"
+#include "kernels/cuda/launch.cuh"
 #include "kernels/cuda/runtime.h"
 
 namespace basin::bench {
@@ -41,25 +42,7 @@ constexpr int kBlock = 256;
 
 // ---------------------------------------------------------------- small RAII helpers
 
-// Stream-ordered device memory from basin's pool.
-class DeviceBuffer {
- public:
-  explicit DeviceBuffer(std::size_t bytes) : bytes_(bytes), ptr_(kernels::cuda::allocate(bytes)) {}
-  ~DeviceBuffer() {
-    if (ptr_ != nullptr) kernels::cuda::deallocate(ptr_);
-  }
-  DeviceBuffer(const DeviceBuffer&) = delete;
-  DeviceBuffer& operator=(const DeviceBuffer&) = delete;
-  template <class T>
-  T* as() const {
-    return static_cast<T*>(ptr_);
-  }
-  std::size_t bytes() const { return bytes_; }
-
- private:
-  std::size_t bytes_;
-  void* ptr_;
-};
+using kernels::cuda::DeviceBuffer;  // stream-ordered device memory from basin's pool
 
 class EventList {
  public:
@@ -92,9 +75,13 @@ __global__ void read_all_kernel(const float4* __restrict__ data, long long n, fl
 }
 
 __device__ unsigned long long global_timer_ns() {
+#if BASIN_CUDA_EMULATED
+  return static_cast<unsigned long long>(clock64());  // host nanoseconds; the emulator never times a body anyway
+#else
   unsigned long long t;
   asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
   return t;
+#endif
 }
 
 // Holds the stream until the host writes a value >= target into the mapped
@@ -185,13 +172,12 @@ class Flusher {
     const std::size_t bytes = std::max<std::size_t>(4 * l2, std::size_t(64) << 20);
     buffer_ = std::make_unique<DeviceBuffer>(bytes);
     sink_ = std::make_unique<DeviceBuffer>(sizeof(float));
-    BASIN_CUDA_CHECK(cudaMemsetAsync(buffer_->as<void>(), 0, bytes, kernels::cuda::stream()));
+    BASIN_CUDA_CHECK(cudaMemsetAsync(buffer_->get(), 0, bytes, kernels::cuda::stream()));
   }
   void flush() const {
     const long long n = static_cast<long long>(buffer_->bytes() / sizeof(float4));
-    read_all_kernel<<<multiprocessor_count() * 4, kBlock, 0, kernels::cuda::stream()>>>(buffer_->as<float4>(), n,
-                                                                                        sink_->as<float>());
-    BASIN_CUDA_CHECK(cudaGetLastError());
+    kernels::cuda::launch(read_all_kernel, multiprocessor_count() * 4, kBlock, buffer_->as<float4>(), n,
+                          sink_->as<float>());
   }
 
  private:
@@ -226,8 +212,7 @@ class Gate {
   // open of the repetition before it can never be confused.
   void close() {
     ++target_;
-    gate_kernel<<<1, 1, 0, kernels::cuda::stream()>>>(device_flag_, target_, kTimeoutNs, timed_out_->as<int>());
-    BASIN_CUDA_CHECK(cudaGetLastError());
+    kernels::cuda::launch(gate_kernel, 1, 1, device_flag_, target_, kTimeoutNs, timed_out_->as<int>());
   }
   void open() {
     std::atomic_thread_fence(std::memory_order_seq_cst);
@@ -282,6 +267,7 @@ Record cuda_environment_record() {
 
 Stats time_cuda(const std::function<void()>& body, const TimingOptions& options) {
   BASIN_CHECK(options.repeats >= 1 && options.warmup >= 0, "time_cuda: repeats must be >= 1 and warmup >= 0");
+  BASIN_CHECK(!cuda_device_emulated(), "time_cuda: the emulated CUDA device has no clock; time on a GPU");
   const cudaStream_t stream = kernels::cuda::stream();
   for (int i = 0; i < options.warmup; ++i) body();
   if (options.flush_l2) flusher();  // allocate before the timed loop
@@ -328,7 +314,7 @@ Stats time_wall(const std::function<void()>& body, const TimingOptions& options)
 
 double CopyMeasurement::gbps() const { return 2.0 * static_cast<double>(bytes) / (stats.median_ms * 1e-3) / 1e9; }
 
-std::vector<CopyMeasurement> measure_copies(std::int64_t bytes, const TimingOptions& options) {
+std::vector<CopyMeasurement> measure_copies(std::int64_t bytes, const TimingOptions& options, bool time) {
   BASIN_CHECK(bytes > 0 && bytes % 16 == 0, "measure_copies: the size must be a positive multiple of 16 bytes, got ",
               bytes);
   const cudaStream_t stream = kernels::cuda::stream();
@@ -337,8 +323,7 @@ std::vector<CopyMeasurement> measure_copies(std::int64_t bytes, const TimingOpti
   DeviceBuffer mismatches(sizeof(unsigned long long));
   const long long words = bytes / 4;
   const long long vectors = bytes / 16;
-  pattern_kernel<<<multiprocessor_count() * 4, kBlock, 0, stream>>>(src.as<unsigned>(), words);
-  BASIN_CUDA_CHECK(cudaGetLastError());
+  kernels::cuda::launch(pattern_kernel, multiprocessor_count() * 4, kBlock, src.as<unsigned>(), words);
 
   struct Method {
     std::string name;
@@ -351,47 +336,43 @@ std::vector<CopyMeasurement> measure_copies(std::int64_t bytes, const TimingOpti
     methods.push_back(
         {"float4 kernel (grid " + std::to_string(grid) + " x " + std::to_string(kBlock) + ", 1 load in flight)",
          [=, &src, &dst] {
-           copy_kernel<1><<<grid, kBlock, 0, stream>>>(dst.as<float4>(), src.as<float4>(), vectors);
-           BASIN_CUDA_CHECK(cudaGetLastError());
+           kernels::cuda::launch(copy_kernel<1>, grid, kBlock, dst.as<float4>(), src.as<float4>(), vectors);
          }});
     methods.push_back(
         {"float4 kernel (grid " + std::to_string(grid) + " x " + std::to_string(kBlock) + ", 4 loads in flight)",
          [=, &src, &dst] {
-           copy_kernel<4><<<grid, kBlock, 0, stream>>>(dst.as<float4>(), src.as<float4>(), vectors);
-           BASIN_CUDA_CHECK(cudaGetLastError());
+           kernels::cuda::launch(copy_kernel<4>, grid, kBlock, dst.as<float4>(), src.as<float4>(), vectors);
          }});
   }
   const long long one_each = (vectors + kBlock - 1) / kBlock;
   if (one_each <= 0x7fffffffLL) {
     methods.push_back({"float4 kernel (one float4 per thread)", [=, &src, &dst] {
-                         copy_kernel<1><<<static_cast<unsigned>(one_each), kBlock, 0, stream>>>(
-                             dst.as<float4>(), src.as<float4>(), vectors);
-                         BASIN_CUDA_CHECK(cudaGetLastError());
+                         kernels::cuda::launch(copy_kernel<1>, static_cast<unsigned>(one_each), kBlock,
+                                               dst.as<float4>(), src.as<float4>(), vectors);
                        }});
   }
   methods.push_back({"cudaMemcpyAsync", [=, &src, &dst] {
                        BASIN_CUDA_CHECK(
-                           cudaMemcpyAsync(dst.as<void>(), src.as<void>(), nbytes, cudaMemcpyDeviceToDevice, stream));
+                           cudaMemcpyAsync(dst.get(), src.get(), nbytes, cudaMemcpyDeviceToDevice, stream));
                      }});
 
   std::vector<CopyMeasurement> out;
   for (const Method& m : methods) {
     // Check before timing: poison the destination, copy once, count wrong words.
-    BASIN_CUDA_CHECK(cudaMemsetAsync(dst.as<void>(), 0xff, nbytes, stream));
-    BASIN_CUDA_CHECK(cudaMemsetAsync(mismatches.as<void>(), 0, sizeof(unsigned long long), stream));
+    BASIN_CUDA_CHECK(cudaMemsetAsync(dst.get(), 0xff, nbytes, stream));
+    BASIN_CUDA_CHECK(cudaMemsetAsync(mismatches.get(), 0, sizeof(unsigned long long), stream));
     m.run();
-    count_mismatches_kernel<<<sms * 4, kBlock, 0, stream>>>(dst.as<unsigned>(), src.as<unsigned>(), words,
-                                                            mismatches.as<unsigned long long>());
-    BASIN_CUDA_CHECK(cudaGetLastError());
+    kernels::cuda::launch(count_mismatches_kernel, sms * 4, kBlock, dst.as<unsigned>(), src.as<unsigned>(), words,
+                          mismatches.as<unsigned long long>());
     unsigned long long wrong = 0;
-    BASIN_CUDA_CHECK(cudaMemcpyAsync(&wrong, mismatches.as<void>(), sizeof wrong, cudaMemcpyDeviceToHost, stream));
+    BASIN_CUDA_CHECK(cudaMemcpyAsync(&wrong, mismatches.get(), sizeof wrong, cudaMemcpyDeviceToHost, stream));
     BASIN_CUDA_CHECK(cudaStreamSynchronize(stream));
     BASIN_CHECK(wrong == 0, "copy check: ", m.name, " left ", wrong, " of ", words, " words wrong at ", bytes,
                 " bytes");
     CopyMeasurement result;
     result.method = m.name;
     result.bytes = bytes;
-    result.stats = time_cuda(m.run, options);
+    if (time) result.stats = time_cuda(m.run, options);
     out.push_back(result);
   }
   return out;

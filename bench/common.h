@@ -27,9 +27,14 @@ namespace basin::bench {
 
 // The one line every benchmark prints, then exits 0, where there is nothing to time.
 inline constexpr const char* kNoDeviceMessage = "no CUDA device: nothing to measure";
+// On basin's CUDA emulator the CUDA benchmarks check their results and time nothing.
+inline constexpr const char* kEmulatedMessage =
+    "emulated CUDA device (basin's CPU emulator): results are checked, nothing is timed";
 
-// True when basin was built with CUDA and a GPU is usable.
+// True when basin was built with CUDA and a GPU (or the emulator) is usable.
 bool cuda_device_present();
+// True when that device is basin's CUDA emulator, which has no clock.
+bool cuda_device_emulated();
 
 // ---------------------------------------------------------------- statistics
 
@@ -143,7 +148,9 @@ struct CopyMeasurement {
 };
 // Every copy method at one size (several float4 kernel launch shapes and
 // cudaMemcpyAsync), after checking that each copied the bytes exactly.
-std::vector<CopyMeasurement> measure_copies(std::int64_t bytes, const TimingOptions& options);
+// With time = false every method is only checked (stats stay empty): the
+// emulated device's mode.
+std::vector<CopyMeasurement> measure_copies(std::int64_t bytes, const TimingOptions& options, bool time = true);
 // The best of measure_copies() at the given size: what bench_sam_kernels
 // compares its passes to.
 CopyMeasurement copy_bandwidth(std::int64_t bytes, const TimingOptions& options);
