@@ -1,28 +1,14 @@
 // basin-train's command line: bad values exit non-zero with one line on stderr.
 #include <catch2/catch.hpp>
 
-#include <array>
-#include <cstdio>
 #include <string>
-#include <sys/wait.h>
+
+#include "support/run_program.h"
 
 namespace {
 
-struct Outcome {
-  int status = 0;
-  std::string output;
-};
-
-Outcome run(const std::string& arguments) {
-  const std::string command = std::string(BASIN_TRAIN_EXE) + " " + arguments + " 2>&1";
-  FILE* pipe = popen(command.c_str(), "r");
-  REQUIRE(pipe != nullptr);
-  Outcome outcome;
-  std::array<char, 4096> buffer{};
-  while (std::fgets(buffer.data(), buffer.size(), pipe)) outcome.output += buffer.data();
-  const int raw = pclose(pipe);
-  outcome.status = WIFEXITED(raw) ? WEXITSTATUS(raw) : -1;
-  return outcome;
+basin::testing::ProgramOutcome run(const std::string& arguments) {
+  return basin::testing::run_program(std::string(BASIN_TRAIN_EXE) + " " + arguments);
 }
 
 int line_count(const std::string& text) {
@@ -48,7 +34,7 @@ TEST_CASE("basin-train rejects bad values with one line and a non-zero exit", "[
       {"--epochs abc", "--epochs"},
   };
   for (const Case& c : cases) {
-    const Outcome outcome = run(c.arguments);
+    const basin::testing::ProgramOutcome outcome = run(c.arguments);
     INFO(c.arguments << " -> " << outcome.output);
     CHECK(outcome.status != 0);
     CHECK(outcome.output.find(c.message) != std::string::npos);
@@ -57,10 +43,10 @@ TEST_CASE("basin-train rejects bad values with one line and a non-zero exit", "[
 }
 
 TEST_CASE("basin-train --help and --summary", "[cli]") {
-  const Outcome help = run("--help");
+  const basin::testing::ProgramOutcome help = run("--help");
   CHECK(help.status == 0);
   CHECK(help.output.find("--optimizer") != std::string::npos);
-  const Outcome summary = run("--model resnet20 --summary");
+  const basin::testing::ProgramOutcome summary = run("--model resnet20 --summary");
   INFO(summary.output);
   CHECK(summary.status == 0);
   CHECK(summary.output.find("total parameters: 269722") != std::string::npos);

@@ -149,6 +149,10 @@ TEST_CASE("cross_entropy CUDA kernels match the CPU kernels", "[cross_entropy][c
     for (DType dtype : {kFloat32, kFloat64}) {
       for (DType label_dtype : {kInt32, kInt64}) {
         for (double smoothing : {0.0, 0.1}) {
+          // The 70001 rows check the launch shape (blocks that loop over rows),
+          // which the element types do not change: once is enough, and each
+          // run costs a CPU-emulated device a long time.
+          if (rows > 65535 && (dtype != kFloat32 || label_dtype != kInt64 || smoothing == 0.0)) continue;
           INFO("N " << rows << " C " << classes << " " << dtype_name(dtype) << " labels " << dtype_name(label_dtype)
                     << " smoothing " << smoothing);
           const double tolerance = dtype == kFloat32 ? 1e-6 : 1e-12;

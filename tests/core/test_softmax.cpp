@@ -173,6 +173,9 @@ TEST_CASE("softmax CUDA kernels match the CPU kernels", "[softmax][cuda]") {
   };
   for (const Case& c : cases) {
     for (DType dtype : {kFloat32, kFloat64}) {
+      // The 70001 rows check the launch shape (blocks that loop over rows):
+      // float32 is enough, and each run costs a CPU-emulated device a long time.
+      if (c.shape[0] > 65535 && dtype != kFloat32) continue;
       for (SoftmaxKind kind : {SoftmaxKind::Softmax, SoftmaxKind::LogSoftmax}) {
         INFO(shape_str(c.shape) << " dim " << c.dim << " " << dtype_name(dtype) << " kind " << static_cast<int>(kind));
         const double tolerance = dtype == kFloat32 ? 1e-6 : 1e-12;

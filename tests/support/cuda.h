@@ -1,6 +1,9 @@
-// [cuda] tests run only where a GPU is present. Elsewhere they print the skip
-// marker and return; ctest matches the marker (SKIP_REGULAR_EXPRESSION in
-// tests/CMakeLists.txt) and reports the test as skipped, never as passed.
+// [cuda] tests run wherever a CUDA device is: a GPU, or basin's CUDA emulator
+// (-DBASIN_CUDA=EMULATE). Elsewhere they print the skip marker and return;
+// ctest matches the marker (SKIP_REGULAR_EXPRESSION in tests/CMakeLists.txt)
+// and reports the test as skipped, never as passed. A CUDA installation that
+// is present but broken is neither: cuda_is_available() throws, and the test
+// fails saying why.
 #pragma once
 
 #include <catch2/catch.hpp>
