@@ -6,7 +6,9 @@
 #   configure.log    cmake configure of build-gpu/
 #   build.log        the build
 #   ctest.log        the test suite (--output-on-failure)
-#   bench-<name>.log one per executable found in build-gpu/bench/
+#   side_by_side/    with PyTorch importable: bench/run_side_by_side.sh's logs,
+#                    JSON lines and report.md (basin/PyTorch ratios)
+#   bench-<name>.log without PyTorch: one per executable in build-gpu/bench/
 #   train.log        with BASIN_CIFAR10_DIR set: a short ResNet-18 SAM run
 #   summary.txt      one line per step: status, seconds, log
 #
@@ -83,7 +85,9 @@ if [[ -n $nvcc_bin ]]; then
   cuda_root=$(cd "$(dirname "$(readlink -f "$nvcc_bin")")/.." && pwd)
 fi
 
-# cuDNN: $CUDNN_ROOT, else the CUDA toolkit's, else PyTorch's pip package.
+# cuDNN: $CUDNN_ROOT, else the CUDA toolkit's, else the system's (CMake finds
+# it by itself), else PyTorch's pip package. nvidia.cudnn is a namespace
+# package, with no __file__: its folder is __path__[0].
 cudnn_root=""
 cudnn_from=""
 if [[ -n ${CUDNN_ROOT:-} ]]; then
@@ -92,8 +96,10 @@ if [[ -n ${CUDNN_ROOT:-} ]]; then
 elif [[ -n $cuda_root && -f $cuda_root/include/cudnn.h ]] && compgen -G "$cuda_root/lib*/libcudnn.so*" >/dev/null; then
   cudnn_root=$cuda_root
   cudnn_from="the CUDA toolkit"
+elif compgen -G "/usr/include/cudnn*.h" >/dev/null || compgen -G "/usr/include/*-linux-gnu/cudnn*.h" >/dev/null; then
+  cudnn_from="the system"
 else
-  pip_cudnn=$(python3 -c 'import nvidia.cudnn, os; print(os.path.dirname(nvidia.cudnn.__file__))' 2>/dev/null || true)
+  pip_cudnn=$(python3 -c 'import nvidia.cudnn; print(list(nvidia.cudnn.__path__)[0])' 2>/dev/null || true)
   if [[ -n $pip_cudnn && -d $pip_cudnn ]]; then
     cudnn_root=$pip_cudnn
     cudnn_from="PyTorch's pip package"
@@ -125,6 +131,8 @@ fi
   if [[ -n $cudnn_root ]]; then
     echo "root: $cudnn_root (from $cudnn_from)"
     grep -hE '^#define CUDNN_(MAJOR|MINOR|PATCHLEVEL) ' "$cudnn_root/include/cudnn_version.h" 2>/dev/null || true
+  elif [[ -n $cudnn_from ]]; then
+    echo "from $cudnn_from: CMake's search decides (configure.log says which)"
   else
     echo "not found (CUDNN_ROOT unset, none in the CUDA toolkit, no nvidia.cudnn Python package)"
   fi
@@ -139,7 +147,13 @@ else
   failed=1
 fi
 note "nvcc: ${nvcc_bin:-not found}"
-note "cuDNN: ${cudnn_root:-not found}${cudnn_from:+ (from $cudnn_from)}"
+if [[ -n $cudnn_root ]]; then
+  note "cuDNN: $cudnn_root (from $cudnn_from)"
+elif [[ -n $cudnn_from ]]; then
+  note "cuDNN: from $cudnn_from (found by CMake)"
+else
+  note "cuDNN: not found; basin builds without it"
+fi
 
 # ------------------------------------------------------------------ configure + build
 cmake_args=(-S . -B "$build" -G Ninja -DBASIN_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90 -DCMAKE_BUILD_TYPE=Release)
@@ -153,6 +167,7 @@ fi
 
 built=0
 if run_step configure "$out/configure.log" "$(($(remaining) < 120 ? $(remaining) : 120))" cmake "${cmake_args[@]}"; then
+  grep -h '^-- basin:' "$out/configure.log" | sed 's/^--/   /'
   if run_step build "$out/build.log" "$(($(remaining) - 60))" cmake --build "$build" --parallel "$jobs"; then
     built=1
   fi
@@ -194,6 +209,11 @@ else
 fi
 
 # ------------------------------------------------------------------ benchmarks
+# With a python3 that imports torch, bench/run_side_by_side.sh runs basin's GPU
+# benchmarks and the PyTorch scripts one after the other and writes the report
+# for bench/RESULTS.md to OUT_DIR/side_by_side/report.md (its MODELS,
+# BATCH_SIZES, STEPS and REPEATS variables pass through). Without torch, each
+# executable in build-gpu/bench/ runs with its defaults.
 benches=()
 if [[ -d $build/bench ]]; then
   while IFS= read -r -d '' exe; do
@@ -203,12 +223,18 @@ fi
 if ((built)) && ((${#benches[@]} == 0)); then
   note "no benchmark executables in $build/bench/"
   steps+=("benchmarks|none built|0|-")
-fi
-for exe in "${benches[@]}"; do
-  name=$(basename "$exe")
+elif ((built)) && python3 -c 'import torch' >/dev/null 2>&1; then
   left=$(remaining)
-  run_step "bench $name" "$out/bench-$name.log" "$((left < 120 ? left : 120))" "$exe"
-done
+  [[ -n ${BASIN_CIFAR10_DIR:-} ]] && left=$((left / 2))
+  run_step "benchmarks side by side" "$out/side_by_side.log" "$((left - 10))" \
+    bash bench/run_side_by_side.sh "$build" "$out/side_by_side"
+else
+  for exe in "${benches[@]}"; do
+    name=$(basename "$exe")
+    left=$(remaining)
+    run_step "bench $name" "$out/bench-$name.log" "$((left < 120 ? left : 120))" "$exe"
+  done
+fi
 
 # ------------------------------------------------------------------ training (optional)
 # With BASIN_CIFAR10_DIR naming a CIFAR-10 binary folder, a short ResNet-18 SAM
