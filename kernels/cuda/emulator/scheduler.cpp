@@ -158,6 +158,7 @@ class Engine {
   char launch_begin_ = 0;
   char block_end_[2] = {0, 0};
   char barrier_sync_[2] = {0, 0};
+  char failure_sync_ = 0;
 };
 
 // ---------------------------------------------------------------- host side
@@ -183,6 +184,12 @@ Failure Engine::run(const KernelLaunch& launch) {
   std::uint64_t done = 0;
   for (; done < blocks && failure_.code == cudaSuccess; ++done) run_block(done);
   if (failure_.code != cudaSuccess) {
+    // Every thread that ran stopped at a release: the failure, a barrier, a
+    // warp operation, or its end. What they did happens before what follows.
+    sanitizer::acquire(&failure_sync_);
+    for (const char& sync : barrier_sync_) sanitizer::acquire(&sync);
+    for (const char& sync : warp_sync_) sanitizer::acquire(&sync);
+    for (const char& sync : block_end_) sanitizer::acquire(&sync);
     // The launch stops here: the fibers still waiting will not be resumed.
     for (int t = 0; t < block_threads_; ++t) {
       const State s = threads_[static_cast<std::size_t>(t)].state;
@@ -273,6 +280,7 @@ void Engine::suspend() { switchboard_.suspend(fibers_[static_cast<std::size_t>(c
 
 void Engine::fail(cudaError_t code, std::string detail) {
   if (failure_.code == cudaSuccess) failure_ = {code, std::move(detail)};
+  sanitizer::release(&failure_sync_);  // the host side reads the failure next
   // Back to the host side, never to return: the launch is over.
   suspend();
 }
@@ -307,6 +315,7 @@ void Engine::complete_barrier() {
                   "the threads of block " + dims(blockIdx) + " wait at different barriers: " + thread_name(0) +
                       " at " + where(first.site) + ", " + thread_name(t) + " at " + where(other.site) +
                       " (a __syncthreads() in code that not every thread runs)"};
+      sanitizer::release(&failure_sync_);  // the host side reads the failure next
       return;
     }
   }
