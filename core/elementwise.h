@@ -21,7 +21,7 @@ Tensor log(const Tensor& x);
 Tensor sqrt(const Tensor& x);
 Tensor pow(const Tensor& x, double exponent);
 Tensor abs(const Tensor& x);   // gradient sign(x); 0 at 0
-Tensor relu(const Tensor& x);  // gradient 1 where x > 0, else 0
+Tensor relu(const Tensor& x);  // gradient 0 where x <= 0, else 1 (NaN keeps its gradient, as in PyTorch)
 Tensor sigmoid(const Tensor& x);
 Tensor tanh(const Tensor& x);
 Tensor clamp(const Tensor& x, double min, double max);  // gradient 1 inside [min, max], else 0

@@ -17,11 +17,11 @@ enum class UnaryOp {
   Sqrt,       // sqrt x
   Abs,        // |x|
   Sign,       // -1, 0 or 1
-  Relu,       // max(x, 0)
+  Relu,       // max(x, 0); NaN stays NaN
   Sigmoid,    // 1 / (1 + e^-x)
   Tanh,       // tanh x
-  Pow,        // x^s.a
-  Clamp,      // min(max(x, s.a), s.b)
+  Pow,        // x^s.a (x^0.5 and x^-0.5 as sqrt and 1 / sqrt, as PyTorch)
+  Clamp,      // min(max(x, s.a), s.b); NaN stays NaN
   AddScalar,  // x + s.a
   MulScalar,  // x * s.a
 };
@@ -33,7 +33,7 @@ enum class BinaryOp {
   Div,              // a / b
   AddScaled,        // a + s.a * b
   Equal,            // 1 where a == b, else 0
-  ReluBackward,     // a * (b > 0)             a = grad, b = relu input
+  ReluBackward,     // b <= 0 ? 0 : a           a = grad, b = relu input (NaN passes a)
   SigmoidBackward,  // a * b * (1 - b)         a = grad, b = sigmoid output
   TanhBackward,     // a * (1 - b * b)         a = grad, b = tanh output
   ClampBackward,    // a * (s.a <= b <= s.b)   a = grad, b = clamp input

@@ -8,7 +8,6 @@
 #include "optim/sam.h"
 
 #include <cmath>
-#include <limits>
 #include <optional>
 
 #include "core/autograd.h"
@@ -28,10 +27,6 @@ const SAMOptions& checked(const SAMOptions& o) {
   BASIN_CHECK(std::isfinite(o.eps()) && o.eps() >= 0.0, "SAM: eps must be finite and >= 0, got ", o.eps());
   BASIN_CHECK(std::isfinite(o.eta()) && o.eta() >= 0.0, "SAM: eta must be finite and >= 0, got ", o.eta());
   return o;
-}
-
-double largest_finite(DType dtype) {
-  return dtype == kFloat64 ? std::numeric_limits<double>::max() : std::numeric_limits<float>::max();
 }
 
 }  // namespace
@@ -157,29 +152,23 @@ void SAM::per_tensor_first_step() {
     squares = add(squares, sum(mul(tg64, tg64)));
   }
   const Tensor norm = sqrt(squares);
-  // The kernel's rules without a branch on the host: s = rho / (norm + eps),
-  // but 0 when that is not finite (a NaN or infinite norm, or a zero norm
-  // with eps = 0). finite_mask(x) is 1 for finite x and 0 otherwise, since
-  // x - x is 0 or NaN and relu keeps only values > 0; clamp (fmin/fmax) maps
-  // NaN to 0 and caps inf, so the product is never NaN.
-  const auto finite_mask = [](const Tensor& x) { return relu(add(sub(x, x), 1.0)); };
-  const Tensor raw = div(full({}, options_.rho(), f64), add(norm, options_.eps()));
-  const Tensor scale = mul(clamp(raw, 0.0, std::numeric_limits<double>::max()), finite_mask(raw));
-  const Tensor finite = finite_mask(norm);
-  scale_.select(0, kernels::kSamScale).copy_(scale);
+  // The kernel's rules: s = rho / (norm + eps), but 0 when that is not finite
+  // (a NaN or infinite norm, or a zero norm with eps = 0), and then nothing
+  // moves. Unlike the fused kernels this path reads the norm on the host: it
+  // is the independent oracle the tests hold the fused path to, not the fast one.
+  const double norm_value = norm.item();
+  const bool finite = std::isfinite(norm_value);
+  const double raw = options_.rho() / (norm_value + options_.eps());  // the kernel's float64 arithmetic
+  const double scale = finite && std::isfinite(raw) ? raw : 0.0;
+  scale_.select(0, kernels::kSamScale).fill_(scale);
   scale_.select(0, kernels::kSamNorm).copy_(norm);
-  scale_.select(0, kernels::kSamFinite).copy_(finite);
+  scale_.select(0, kernels::kSamFinite).fill_(finite ? 1.0 : 0.0);
 
-  const Tensor s = scale.to(dtype);
-  const double big = largest_finite(dtype);
   for (std::size_t i = 0; i < params.size(); ++i) {
     saved_per_tensor_[i].copy_(params[i].detach());
     const Tensor g = params[i].grad();
-    if (!g.defined()) continue;
-    // A NaN or inf in g would survive the zero scale (0 * NaN = NaN); clamped
-    // to the largest finite value it gives e = 0 there, as the fused kernel's
-    // skip does. Finite gradients pass through unchanged.
-    Tensor e = mul(clamp(g, -big, big), s);
+    if (!g.defined() || scale == 0.0) continue;
+    Tensor e = mul(g, full({}, scale, f64).to(dtype));
     if (t_squared[i].defined()) e = mul(e, t_squared[i]);
     Tensor w = params[i];
     w.add_(e);

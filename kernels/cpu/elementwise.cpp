@@ -19,11 +19,13 @@ T apply_unary(UnaryOp op, T x, ScalarArgs s) {
     case UnaryOp::Sqrt: return std::sqrt(x);
     case UnaryOp::Abs: return std::abs(x);
     case UnaryOp::Sign: return static_cast<T>((x > T(0)) - (x < T(0)));
-    case UnaryOp::Relu: return x > T(0) ? x : T(0);
+    case UnaryOp::Relu: return x > T(0) || std::isnan(x) ? x : T(0);  // NaN stays NaN, as in PyTorch
     case UnaryOp::Sigmoid: return T(1) / (T(1) + std::exp(-x));
     case UnaryOp::Tanh: return std::tanh(x);
-    case UnaryOp::Pow: return std::pow(x, static_cast<T>(s.a));
-    case UnaryOp::Clamp: return std::fmin(std::fmax(x, static_cast<T>(s.a)), static_cast<T>(s.b));
+    case UnaryOp::Pow:  // PyTorch takes x^0.5 and x^-0.5 as sqrt and 1 / sqrt: NaN, not inf, at -inf
+      return s.a == 0.5 ? std::sqrt(x) : s.a == -0.5 ? T(1) / std::sqrt(x) : std::pow(x, static_cast<T>(s.a));
+    case UnaryOp::Clamp:  // fmin and fmax would drop a NaN; PyTorch keeps it
+      return std::isnan(x) ? x : std::fmin(std::fmax(x, static_cast<T>(s.a)), static_cast<T>(s.b));
     case UnaryOp::AddScalar: return x + static_cast<T>(s.a);
     case UnaryOp::MulScalar: return x * static_cast<T>(s.a);
   }
@@ -39,7 +41,7 @@ T apply_binary(BinaryOp op, T a, T b, ScalarArgs s) {
     case BinaryOp::Div: return a / b;
     case BinaryOp::AddScaled: return a + static_cast<T>(s.a) * b;
     case BinaryOp::Equal: return a == b ? T(1) : T(0);
-    case BinaryOp::ReluBackward: return b > T(0) ? a : T(0);
+    case BinaryOp::ReluBackward: return b <= T(0) ? T(0) : a;  // a NaN input passes the gradient, as in PyTorch
     case BinaryOp::SigmoidBackward: return a * b * (T(1) - b);
     case BinaryOp::TanhBackward: return a * (T(1) - b * b);
     case BinaryOp::ClampBackward: return (b >= static_cast<T>(s.a) && b <= static_cast<T>(s.b)) ? a : T(0);
