@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <charconv>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -12,6 +13,7 @@
 #include <nlohmann/json.hpp>
 #include <ostream>
 #include <sstream>
+#include <utility>
 
 #include "core/autograd.h"
 #include "core/elementwise.h"
@@ -53,7 +55,8 @@ void TrainConfig::validate() const {
   BASIN_CHECK(!nesterov || momentum > 0.0, "--nesterov needs --momentum > 0");
   BASIN_CHECK(rho != 0.0, "--rho must be positive, got ", rho);  // negative: the optimizer's default
   BASIN_CHECK(eta >= 0.0, "--eta must be non-negative, got ", eta);
-  BASIN_CHECK(epochs > 0, "--epochs must be positive, got ", epochs);
+  // Bounded so that epochs x steps per epoch always fits an int64.
+  BASIN_CHECK(epochs > 0 && epochs <= kMaxEpochs, "--epochs must be in [1, ", kMaxEpochs, "], got ", epochs);
   BASIN_CHECK(batch_size > 0, "--batch-size must be positive, got ", batch_size);
   BASIN_CHECK(warmup_epochs >= 0.0 && warmup_epochs <= static_cast<double>(epochs),
               "--warmup-epochs must be in [0, epochs], got ", warmup_epochs);
@@ -191,11 +194,18 @@ TensorMap model_tensors(const TensorMap& file) {
   return out;
 }
 
-std::int64_t metadata_int(const std::map<std::string, std::string>& metadata, const std::string& key,
-                          const std::string& path) {
+// A non-negative integer of the checkpoint's metadata, as Int.
+template <class Int>
+Int metadata_number(const std::map<std::string, std::string>& metadata, const std::string& key,
+                    const std::string& path) {
   auto found = metadata.find(key);
   BASIN_CHECK(found != metadata.end(), path, " is not a basin checkpoint (no '", key, "' in its metadata)");
-  return std::stoll(found->second);
+  const std::string& text = found->second;
+  Int value = 0;
+  const auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), value);
+  BASIN_CHECK(error == std::errc() && end == text.data() + text.size() && std::cmp_greater_equal(value, 0), path, ": checkpoint metadata '",
+              key, "' must be a non-negative integer, got \"", text, "\"");
+  return value;
 }
 
 // ---------------------------------------------------------------- progress display
@@ -265,25 +275,63 @@ std::unique_ptr<optim::LrSchedule> make_schedule(const TrainConfig& config, std:
   return std::make_unique<optim::MultiStepLr>(config.lr, std::vector<std::int64_t>{}, 1.0);
 }
 
-// Sums kept on the device so a step never waits for the host.
+// 1 where x is finite, else 0, computed where x lives: x - x is 0 for a
+// finite x and NaN for NaN or an infinity.
+Tensor finite_indicator(const Tensor& x) {
+  const Tensor difference = sub(x, x);
+  return eq(difference, difference);
+}
+
+// Sums kept on the device so a step never waits for the host. A non-finite
+// loss makes loss_sum non-finite for good, so finite_batches, which counts
+// the batches while loss_sum was still finite, says which batch did it.
 struct Tally {
-  Tensor loss_sum, correct;
+  Tensor loss_sum, correct, finite_batches;
   std::int64_t seen = 0;
 
   explicit Tally(Device device)
       : loss_sum(zeros({}, TensorOptions(kFloat64).device(device))),
-        correct(zeros({}, TensorOptions(kFloat64).device(device))) {}
+        correct(zeros({}, TensorOptions(kFloat64).device(device))),
+        finite_batches(zeros({}, TensorOptions(kFloat64).device(device))) {}
 
   void add(const Tensor& loss, const Tensor& logits, const Tensor& labels) {
     NoGradGuard no_grad;
     const std::int64_t n = labels.numel();
     loss_sum.add_(loss.detach().to(kFloat64), static_cast<double>(n));
+    finite_batches.add_(finite_indicator(loss_sum));
     correct.add_(sum(eq(argmax(logits.detach(), 1), labels)));
     seen += n;
   }
   double mean_loss() const { return seen ? loss_sum.item() / static_cast<double>(seen) : 0.0; }
   double accuracy() const { return seen ? correct.item() / static_cast<double>(seen) : 0.0; }
+  // The number of batches added before the first with a non-finite loss, or
+  // -1 when every loss so far was finite. Waits for the device.
+  std::int64_t batches_before_nonfinite() const {
+    if (std::isfinite(loss_sum.item())) return -1;
+    return static_cast<std::int64_t>(finite_batches.item());
+  }
 };
+
+// The name of the first floating-point tensor of the model (parameters and
+// buffers) that holds a NaN or an infinity, or "" when none does. One wait
+// for the device, plus one per tensor when one is found.
+std::string first_nonfinite_tensor(const nn::Module& model) {
+  NoGradGuard no_grad;
+  const TensorMap tensors = model.state_dict();
+  std::vector<std::pair<std::string, Tensor>> flags;
+  Tensor all;
+  for (const auto& [name, tensor] : tensors) {
+    if (!is_floating(tensor.dtype())) continue;
+    const Tensor flag = finite_indicator(sum(tensor.to(kFloat64)));
+    all = all.defined() ? mul(all, flag) : flag;
+    flags.emplace_back(name, flag);
+  }
+  if (!all.defined() || all.item() == 1.0) return "";
+  for (const auto& [name, flag] : flags) {
+    if (flag.item() != 1.0) return name;
+  }
+  return "";
+}
 
 std::pair<double, double> evaluate(nn::Module& model, const data::BatchLoader& loader, double label_smoothing) {
   model.eval();
@@ -354,12 +402,12 @@ TrainResult train(const TrainConfig& config, const data::Dataset& train_set, con
       if (name.rfind(kOptimizerPrefix, 0) == 0) optimizer_state[name.substr(std::string(kOptimizerPrefix).size())] = tensor;
     }
     sgd->load_state_dict(optimizer_state);
-    progress.epoch = metadata_int(resumed_meta, "epoch", checkpoint_path.string());
-    progress.batch = metadata_int(resumed_meta, "batch", checkpoint_path.string());
-    progress.global_step = metadata_int(resumed_meta, "global_step", checkpoint_path.string());
+    progress.epoch = metadata_number<std::int64_t>(resumed_meta, "epoch", checkpoint_path.string());
+    progress.batch = metadata_number<std::int64_t>(resumed_meta, "batch", checkpoint_path.string());
+    progress.global_step = metadata_number<std::int64_t>(resumed_meta, "global_step", checkpoint_path.string());
     default_generator().set_state(
-        static_cast<std::uint64_t>(metadata_int(resumed_meta, "rng_seed", checkpoint_path.string())),
-        static_cast<std::uint64_t>(metadata_int(resumed_meta, "rng_offset", checkpoint_path.string())));
+        metadata_number<std::uint64_t>(resumed_meta, "rng_seed", checkpoint_path.string()),
+        metadata_number<std::uint64_t>(resumed_meta, "rng_offset", checkpoint_path.string()));
   } else {
     std::ofstream(out / "config.json") << config.to_json() << "\n";
     std::ofstream(metrics_path, std::ios::trunc);  // a fresh run starts a fresh log
@@ -384,6 +432,27 @@ TrainResult train(const TrainConfig& config, const data::Dataset& train_set, con
         << "\n";
   }
 
+  // A diverged run stops at the next look at its loss (a progress line, the
+  // end of an epoch) and never writes its weights over the last checkpoint.
+  const auto checkpoint_kept = [&] {
+    return fs::exists(checkpoint_path) ? "; " + checkpoint_path.string() + " is left as it was"
+                                       : std::string("; no checkpoint was written");
+  };
+  const auto stop_if_diverged = [&](const Tally& tally, std::int64_t epoch, std::int64_t first_batch,
+                                    std::int64_t step_before) {
+    const std::int64_t finite = tally.batches_before_nonfinite();
+    if (finite < 0) return;
+    BASIN_FAIL("training diverged: the training loss became ", tally.loss_sum.item(), " at step ",
+               step_before + finite + 1, " (epoch ", epoch + 1, ", batch ", first_batch + finite + 1, ")",
+               checkpoint_kept());
+  };
+  const auto save_if_finite = [&](const Progress& at) {
+    const std::string bad = first_nonfinite_tensor(*model);
+    BASIN_CHECK(bad.empty(), "training diverged: '", bad, "' holds a NaN or an infinity after step ",
+                at.global_step, checkpoint_kept());
+    save_checkpoint(checkpoint_path, *model, *sgd, config, at);
+  };
+
   const bool interactive = stdout_is_terminal(log);
   TrainResult result;
   result.epochs_done = progress.epoch;
@@ -397,6 +466,7 @@ TrainResult train(const TrainConfig& config, const data::Dataset& train_set, con
     ProgressLine line(log, interactive, e + 1, config.epochs, steps_per_epoch);
     double lr = config.lr;
     const std::int64_t first_batch = e == progress.epoch ? progress.batch : 0;
+    const std::int64_t step_before = progress.global_step;
     std::int64_t done = first_batch;
 
     for (const data::Batch& batch : train_loader.epoch(e, first_batch)) {
@@ -424,13 +494,19 @@ TrainResult train(const TrainConfig& config, const data::Dataset& train_set, con
       tally.add(loss, logits, batch.labels);
       ++progress.global_step;
       ++done;
-      if (line.due(done)) line.show(done, tally.seen, tally.mean_loss(), tally.accuracy());
+      if (line.due(done)) {
+        line.show(done, tally.seen, tally.mean_loss(), tally.accuracy());
+        stop_if_diverged(tally, e, first_batch, step_before);
+      }
 
-      if (stop_requested().load()) {
+      // A stop after the epoch's last step lets the epoch end as usual (below):
+      // a checkpoint in the middle of an epoch always has a batch left to run.
+      if (stop_requested().load() && done < steps_per_epoch) {
         line.finish();
+        stop_if_diverged(tally, e, first_batch, step_before);
         progress.epoch = e;
         progress.batch = done;
-        save_checkpoint(checkpoint_path, *model, *sgd, config, progress);
+        save_if_finite(progress);
         log << "interrupted: saved " << checkpoint_path.string() << " at epoch " << e + 1 << ", batch " << done
             << "; continue with --resume --out " << config.out << "\n";
         result.interrupted = true;
@@ -438,7 +514,7 @@ TrainResult train(const TrainConfig& config, const data::Dataset& train_set, con
       }
     }
     line.finish();
-    synchronize(device);
+    stop_if_diverged(tally, e, first_batch, step_before);
     const double seconds = std::chrono::duration<double>(Clock::now() - epoch_start).count();
 
     EpochMetrics m;
@@ -450,12 +526,15 @@ TrainResult train(const TrainConfig& config, const data::Dataset& train_set, con
     m.images_per_second = seconds > 0 ? static_cast<double>(tally.seen) / seconds : 0.0;
     m.peak_memory_bytes = memory_stats(device).peak_bytes;
     std::tie(m.test_loss, m.test_accuracy) = evaluate(*model, test_loader, config.label_smoothing);
+    // Finite weights can still be far gone: logits that overflow to infinity.
+    BASIN_CHECK(std::isfinite(m.test_loss), "training diverged: the test loss after epoch ", e + 1, " (step ",
+                progress.global_step, ") is ", m.test_loss, checkpoint_kept());
     model->train();
 
     std::ofstream(metrics_path, std::ios::app) << m.to_json() << "\n";
     progress.epoch = e + 1;
     progress.batch = 0;
-    save_checkpoint(checkpoint_path, *model, *sgd, config, progress);
+    save_if_finite(progress);
     if (sam && !sam->last_step_finite()) log << "warning: the last SAM step met a non-finite gradient norm\n";
 
     char text[256];
@@ -468,6 +547,12 @@ TrainResult train(const TrainConfig& config, const data::Dataset& train_set, con
     log << text << std::flush;
     result.epochs_done = e + 1;
     result.last = m;
+    if (stop_requested().load() && e + 1 < config.epochs) {
+      log << "interrupted: saved " << checkpoint_path.string() << " at the end of epoch " << e + 1
+          << "; continue with --resume --out " << config.out << "\n";
+      result.interrupted = true;
+      return result;
+    }
   }
   return result;
 }
@@ -477,6 +562,9 @@ EpochMetrics evaluate_checkpoint(const TrainConfig& config, const std::string& c
   const Device device = Device::parse(config.device);
   nn::ModulePtr model = nn::create_model(config.model, test_set.num_classes);
   model->load_state_dict(model_tensors(load_safetensors(checkpoint)));
+  const std::string bad = first_nonfinite_tensor(*model);
+  BASIN_CHECK(bad.empty(), checkpoint, ": '", bad, "' holds a NaN or an infinity: these weights come from a run that",
+              " diverged");
   model->to(device);
   const data::BatchLoader loader = make_test_loader(test_set, config.batch_size, device);
   EpochMetrics m;

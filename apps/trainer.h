@@ -14,6 +14,8 @@
 namespace basin::apps {
 
 struct TrainConfig {
+  static constexpr std::int64_t kMaxEpochs = 1'000'000;  // keeps epochs x steps per epoch inside an int64
+
   std::string dataset = "cifar10";  // cifar10 | cifar100
   std::string data_dir = "datasets";  // where scripts/download-cifar.sh puts the archives
   std::string model = "resnet18";

@@ -2,7 +2,9 @@
 // classes told apart by colour and a stripe), on the CPU.
 #include <catch2/catch.hpp>
 
+#include <cmath>
 #include <filesystem>
+#include <iterator>
 #include <fstream>
 #include <sstream>
 
@@ -164,4 +166,118 @@ TEST_CASE("the configuration round-trips through JSON", "[trainer]") {
   CHECK(back.train_subset == 500);
   CHECK(back.out == "runs/x");
   CHECK_THROWS_WITH(apps::TrainConfig::from_json("{not json"), Catch::Contains("not valid JSON"));
+}
+
+namespace {
+
+std::string file_bytes(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+}
+
+}  // namespace
+
+TEST_CASE("a diverging run stops at the step that diverged and writes no checkpoint", "[trainer][errors]") {
+  const data::Dataset train_set = synthetic(64, 1, "synthetic train");
+  const data::Dataset test_set = synthetic(16, 2, "synthetic test");
+  for (const char* optimizer : {"sgd", "sam", "asam"}) {
+    INFO(optimizer);
+    const TempDir dir("trainer_diverge");
+    apps::TrainConfig config = small_config(dir.str());
+    config.optimizer = optimizer;
+    config.lr = 1e6;
+    config.schedule = "constant";
+    std::ostringstream log;
+    std::string error;
+    try {
+      apps::train(config, train_set, test_set, log);
+    } catch (const std::exception& e) {
+      error = e.what();
+    }
+    INFO(log.str());
+    // Depending on the optimizer, the training loss overflows first or the
+    // test loss does (huge but finite weights whose logits overflow).
+    CHECK_THAT(error, Catch::Matchers::StartsWith("training diverged: the ") && Catch::Matchers::Contains("epoch 1") &&
+                          Catch::Matchers::Contains("no checkpoint was written"));
+    CHECK_FALSE(fs::exists(dir.path() / "checkpoint.safetensors"));
+    CHECK(lines_of(dir.path() / "metrics.jsonl").empty());
+  }
+}
+
+TEST_CASE("resuming a good run with a learning rate that diverges keeps its checkpoint", "[trainer][errors]") {
+  const data::Dataset train_set = synthetic(64, 1, "synthetic train");
+  const data::Dataset test_set = synthetic(16, 2, "synthetic test");
+  const TempDir dir("trainer_diverge_resume");
+  apps::TrainConfig config = small_config(dir.str());
+  config.epochs = 1;
+  std::ostringstream log;
+  apps::train(config, train_set, test_set, log);
+  const fs::path checkpoint = dir.path() / "checkpoint.safetensors";
+  const std::string good = file_bytes(checkpoint);
+
+  config.epochs = 2;
+  config.lr = 1e6;
+  config.resume = true;
+  CHECK_THROWS_WITH(apps::train(config, train_set, test_set, log),
+                    Catch::Matchers::StartsWith("training diverged: the ") && Catch::Matchers::Contains("epoch 2") &&
+                        Catch::Matchers::Contains("is left as it was"));
+  CHECK(file_bytes(checkpoint) == good);
+  CHECK(lines_of(dir.path() / "metrics.jsonl").size() == 1);
+}
+
+TEST_CASE("evaluating weights that hold a NaN says so", "[trainer][errors]") {
+  const data::Dataset train_set = synthetic(64, 1, "synthetic train");
+  const data::Dataset test_set = synthetic(16, 2, "synthetic test");
+  const TempDir dir("trainer_eval_nan");
+  apps::TrainConfig config = small_config(dir.str());
+  config.epochs = 1;
+  std::ostringstream log;
+  apps::train(config, train_set, test_set, log);
+  TensorMap tensors = load_safetensors(dir.file("checkpoint.safetensors"));
+  std::string victim;
+  for (const auto& [name, tensor] : tensors) {
+    if (victim.empty() && is_floating(tensor.dtype()) && name.rfind("optimizer.", 0) != 0) victim = name;
+  }
+  REQUIRE_FALSE(victim.empty());
+  Tensor poisoned = tensors.at(victim).clone();
+  poisoned.fill_(std::nan(""));
+  tensors[victim] = poisoned;
+  const std::string path = dir.file("poisoned.safetensors");
+  save_safetensors(path, tensors);
+  CHECK_THROWS_WITH(apps::evaluate_checkpoint(config, path, test_set, log),
+                    Catch::Matchers::Contains("'" + victim + "' holds a NaN or an infinity"));
+}
+
+TEST_CASE("a stop during an epoch's last step ends the epoch, and the resume goes on from the next",
+          "[trainer]") {
+  // 16 images in batches of 16: every step is the last of its epoch.
+  const data::Dataset train_set = synthetic(16, 1, "synthetic train");
+  const data::Dataset test_set = synthetic(16, 2, "synthetic test");
+  std::ostringstream log;
+  const TempDir straight("trainer_last_straight");
+  apps::train(small_config(straight.str()), train_set, test_set, log);
+
+  const TempDir pieces("trainer_last_pieces");
+  apps::TrainConfig config = small_config(pieces.str());
+  apps::stop_requested() = true;
+  const apps::TrainResult stopped = apps::train(config, train_set, test_set, log);
+  apps::stop_requested() = false;
+  CHECK(stopped.interrupted);
+  CHECK(stopped.epochs_done == 1);
+  CHECK(lines_of(pieces.path() / "metrics.jsonl").size() == 1);
+  config.resume = true;
+  const apps::TrainResult resumed = apps::train(config, train_set, test_set, log);
+  INFO(log.str());
+  CHECK(resumed.epochs_done == 2);
+  const std::vector<std::string> rows = lines_of(pieces.path() / "metrics.jsonl");
+  REQUIRE(rows.size() == 2);
+  CHECK(rows[0].find("\"epoch\":1") != std::string::npos);
+  CHECK(rows[1].find("\"epoch\":2") != std::string::npos);
+  const TensorMap a = load_safetensors(straight.file("checkpoint.safetensors"));
+  const TensorMap b = load_safetensors(pieces.file("checkpoint.safetensors"));
+  REQUIRE(a.size() == b.size());
+  for (const auto& [name, tensor] : a) {
+    INFO(name);
+    CHECK(testing::equal(tensor, b.at(name)));
+  }
 }
