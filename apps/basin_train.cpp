@@ -52,7 +52,9 @@ int main(int argc, char** argv) {
   app.add_flag("--cutout,!--no-cutout", c.cutout, "16x16 cutout in the augmentation (default on)");
   app.add_flag("--no-augment", no_augment, "no crop, flip or cutout: normalization only");
   app.add_option("--device", c.device, "auto, cuda or cpu")->capture_default_str();
-  app.add_option("--seed", c.seed, "seed for weights, data order, augmentation and dropout")->capture_default_str();
+  app.add_option("--seed", c.seed, "seed for weights, data order, augmentation and dropout")
+      ->check(CLI::NonNegativeNumber)  // an unsigned parse would turn -1 into 2^64 - 1
+      ->capture_default_str();
   app.add_option("--out", c.out, "run folder: config.json, metrics.jsonl, checkpoint.safetensors")
       ->capture_default_str();
   app.add_flag("--resume", c.resume, "continue the run in --out from its checkpoint");

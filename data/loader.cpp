@@ -185,7 +185,9 @@ BatchLoader::BatchLoader(const Dataset& dataset, const LoaderOptions& options) {
   state->options.augment(augment);
   state->images = dataset.images.contiguous().to(options.device());
   state->labels = dataset.labels.contiguous().to(options.device());
-  state->batches = options.drop_last() ? n / options.batch_size() : (n + options.batch_size() - 1) / options.batch_size();
+  // n / b rounded up, written so that no sum can overflow (b may be any positive int64).
+  const std::int64_t whole = n / options.batch_size();
+  state->batches = options.drop_last() || n % options.batch_size() == 0 ? whole : whole + 1;
   state_ = std::move(state);
 }
 

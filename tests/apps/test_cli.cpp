@@ -32,6 +32,8 @@ TEST_CASE("basin-train rejects bad values with one line and a non-zero exit", "[
       {"--data-dir /nonexistent/basin-data --device cpu", "/nonexistent/basin-data"},
       {"--dataset imagenet --device cpu", "--dataset must be cifar10 or cifar100"},
       {"--epochs abc", "--epochs"},
+      {"--epochs 9223372036854775807 --device cpu", "--epochs must be in [1, 1000000]"},
+      {"--seed -1 --device cpu", "--seed"},
   };
   for (const Case& c : cases) {
     const basin::testing::ProgramOutcome outcome = run(c.arguments);

@@ -5,6 +5,7 @@
 #include <catch2/catch.hpp>
 
 #include <algorithm>
+#include <limits>
 #include <map>
 #include <numeric>
 #include <random>
@@ -285,4 +286,15 @@ TEST_CASE("loader on CUDA: the same batches as on the CPU, one launch each", "[d
     CHECK(testing::equal(got[k].images.cpu(), expected[k].images));
     CHECK(testing::equal(got[k].labels.cpu(), expected[k].labels));
   }
+}
+
+TEST_CASE("loader: any positive batch size, up to the largest int64, gives whole batches", "[data][loader]") {
+  const Dataset d = toy(103);
+  const std::int64_t largest = std::numeric_limits<std::int64_t>::max();
+  const BatchLoader one(d, LoaderOptions().batch_size(largest));
+  CHECK(one.batches_per_epoch() == 1);
+  const std::vector<Batch> batches = all_batches(one, 0);
+  REQUIRE(batches.size() == 1);
+  CHECK(batches[0].size() == 103);
+  CHECK(BatchLoader(d, LoaderOptions().batch_size(largest).drop_last(true)).batches_per_epoch() == 0);
 }
