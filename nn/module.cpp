@@ -135,7 +135,7 @@ TensorMap Module::state_dict() const {
 
 void Module::load_state_dict(const TensorMap& state) {
   const TensorMap own = state_dict();
-  std::vector<std::string> missing, unexpected, mismatched;
+  std::vector<std::string> missing, unexpected, mismatched, wrong_dtype;
   for (const auto& [name, tensor] : own) {
     auto found = state.find(name);
     if (found == state.end()) {
@@ -143,6 +143,10 @@ void Module::load_state_dict(const TensorMap& state) {
     } else if (found->second.shape() != tensor.shape()) {
       mismatched.push_back(name + " (expected " + shape_str(tensor.shape()) + ", got " +
                            shape_str(found->second.shape()) + ")");
+    } else if (found->second.dtype() != tensor.dtype()) {
+      // No silent conversion: an int64 weight, or float64 into float32, is a different model.
+      wrong_dtype.push_back(name + " (expected " + dtype_name(tensor.dtype()) + ", got " +
+                            dtype_name(found->second.dtype()) + ")");
     }
   }
   for (const auto& [name, _] : state) {
@@ -154,10 +158,12 @@ void Module::load_state_dict(const TensorMap& state) {
     if (names.size() > 8) out += ", ... (" + std::to_string(names.size()) + " in all)";
     return out;
   };
-  BASIN_CHECK(missing.empty() && unexpected.empty() && mismatched.empty(), "load_state_dict: the state does not fit ",
-              type_name_, (missing.empty() ? "" : "; missing: " + join(missing)),
+  BASIN_CHECK(missing.empty() && unexpected.empty() && mismatched.empty() && wrong_dtype.empty(),
+              "load_state_dict: the state does not fit ", type_name_,
+              (missing.empty() ? "" : "; missing: " + join(missing)),
               (unexpected.empty() ? "" : "; unexpected: " + join(unexpected)),
-              (mismatched.empty() ? "" : "; wrong shape: " + join(mismatched)));
+              (mismatched.empty() ? "" : "; wrong shape: " + join(mismatched)),
+              (wrong_dtype.empty() ? "" : "; wrong dtype: " + join(wrong_dtype)));
   NoGradGuard no_grad;
   for (const auto& [name, tensor] : own) tensor.detach().copy_(state.at(name));
   apply([](Module& m) { m.on_state_loaded(); });
