@@ -63,6 +63,17 @@ apps::TrainConfig small_config(const std::string& out) {
   return c;
 }
 
+// Every tensor of the two checkpoints, bit for bit.
+void check_same_checkpoint(const std::string& path_a, const std::string& path_b) {
+  const TensorMap a = load_safetensors(path_a);
+  const TensorMap b = load_safetensors(path_b);
+  REQUIRE(a.size() == b.size());
+  for (const auto& [name, tensor] : a) {
+    INFO(name);
+    CHECK(testing::equal(tensor, b.at(name)));
+  }
+}
+
 std::vector<std::string> lines_of(const fs::path& path) {
   std::ifstream in(path);
   std::vector<std::string> lines;
@@ -122,13 +133,7 @@ TEST_CASE("two epochs straight equal one epoch, an interruption and a resume, bi
   INFO(log.str());
   CHECK(resumed.epochs_done == 2);
 
-  const TensorMap a = load_safetensors(straight.file("checkpoint.safetensors"));
-  const TensorMap b = load_safetensors(pieces.file("checkpoint.safetensors"));
-  REQUIRE(a.size() == b.size());
-  for (const auto& [name, tensor] : a) {
-    INFO(name);
-    CHECK(testing::equal(tensor, b.at(name)));
-  }
+  check_same_checkpoint(straight.file("checkpoint.safetensors"), pieces.file("checkpoint.safetensors"));
   CHECK(lines_of(pieces.path() / "metrics.jsonl").size() == 2);
 }
 
@@ -273,11 +278,5 @@ TEST_CASE("a stop during an epoch's last step ends the epoch, and the resume goe
   REQUIRE(rows.size() == 2);
   CHECK(rows[0].find("\"epoch\":1") != std::string::npos);
   CHECK(rows[1].find("\"epoch\":2") != std::string::npos);
-  const TensorMap a = load_safetensors(straight.file("checkpoint.safetensors"));
-  const TensorMap b = load_safetensors(pieces.file("checkpoint.safetensors"));
-  REQUIRE(a.size() == b.size());
-  for (const auto& [name, tensor] : a) {
-    INFO(name);
-    CHECK(testing::equal(tensor, b.at(name)));
-  }
+  check_same_checkpoint(straight.file("checkpoint.safetensors"), pieces.file("checkpoint.safetensors"));
 }
