@@ -203,8 +203,9 @@ Int metadata_number(const std::map<std::string, std::string>& metadata, const st
   const std::string& text = found->second;
   Int value = 0;
   const auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), value);
-  BASIN_CHECK(error == std::errc() && end == text.data() + text.size() && std::cmp_greater_equal(value, 0), path, ": checkpoint metadata '",
-              key, "' must be a non-negative integer, got \"", text, "\"");
+  const bool whole = error == std::errc() && end == text.data() + text.size();
+  BASIN_CHECK(whole && std::cmp_greater_equal(value, 0), path, ": checkpoint metadata '", key,
+              "' must be a non-negative integer, got \"", text, "\"");
   return value;
 }
 

@@ -4,9 +4,11 @@
 
 #include <cmath>
 #include <filesystem>
-#include <iterator>
 #include <fstream>
+#include <iterator>
+#include <map>
 #include <sstream>
+#include <utility>
 
 #include "apps/trainer.h"
 #include "core/random.h"
@@ -279,4 +281,31 @@ TEST_CASE("a stop during an epoch's last step ends the epoch, and the resume goe
   CHECK(rows[0].find("\"epoch\":1") != std::string::npos);
   CHECK(rows[1].find("\"epoch\":2") != std::string::npos);
   check_same_checkpoint(straight.file("checkpoint.safetensors"), pieces.file("checkpoint.safetensors"));
+}
+
+TEST_CASE("a checkpoint whose progress is not a number is refused by file, key and value", "[trainer][errors]") {
+  const data::Dataset train_set = synthetic(64, 1, "synthetic train");
+  const data::Dataset test_set = synthetic(16, 2, "synthetic test");
+  const TempDir dir("trainer_bad_meta");
+  apps::TrainConfig config = small_config(dir.str());
+  config.epochs = 1;
+  std::ostringstream log;
+  apps::train(config, train_set, test_set, log);
+  const std::string path = dir.file("checkpoint.safetensors");
+  for (const auto& [key, value] : {std::pair{"epoch", "one"}, std::pair{"global_step", "-3"},
+                                   std::pair{"rng_seed", "18446744073709551616"}}) {
+    INFO(key << " = " << value);
+    std::map<std::string, std::string> meta;
+    const TensorMap tensors = load_safetensors(path, &meta);
+    const std::string original = meta.at(key);
+    meta[key] = value;
+    save_safetensors(path, tensors, meta);
+    config.resume = true;
+    config.epochs = 2;
+    CHECK_THROWS_WITH(apps::train(config, train_set, test_set, log),
+                      Catch::Matchers::Contains(path + ": checkpoint metadata '" + key +
+                                                "' must be a non-negative integer, got \"" + value + "\""));
+    meta[key] = original;
+    save_safetensors(path, tensors, meta);
+  }
 }

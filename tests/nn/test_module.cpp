@@ -115,7 +115,8 @@ TEST_CASE("state_dict round-trips and load_state_dict names what does not fit", 
   CHECK_THROWS_WITH(target.load_state_dict(wrong), Catch::Contains("wrong shape: bias (expected [3], got [4])"));
   TensorMap integer = source.state_dict();
   integer["bias"] = integer["bias"].to(kInt64);
-  CHECK_THROWS_WITH(target.load_state_dict(integer), Catch::Contains("wrong dtype: bias (expected float32, got int64)"));
+  CHECK_THROWS_WITH(target.load_state_dict(integer),
+                    Catch::Contains("wrong dtype: bias (expected float32, got int64)"));
 }
 
 TEST_CASE("registration rejects bad names", "[nn][module][errors]") {
