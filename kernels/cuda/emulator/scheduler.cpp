@@ -61,7 +61,16 @@ std::string where(Site site) {
 }
 
 std::string dims(uint3 v) {
-  return "(" + std::to_string(v.x) + ", " + std::to_string(v.y) + ", " + std::to_string(v.z) + ")";
+  // Appended piece by piece: "(" + std::to_string(...) trips GCC 12's -Wrestrict
+  // false positive at -O3.
+  std::string text = "(";
+  text += std::to_string(v.x);
+  text += ", ";
+  text += std::to_string(v.y);
+  text += ", ";
+  text += std::to_string(v.z);
+  text += ")";
+  return text;
 }
 
 std::string hex_mask(unsigned mask) {
