@@ -167,10 +167,13 @@ long long clock_ticks();
 // ---------------------------------------------------------------- memory fences and atomics
 // The fibers of a launch share one host thread, so an atomic is atomic by
 // construction; std::atomic_ref still tells ThreadSanitizer that these
-// accesses synchronize, as the hardware's atomics do.
-inline void __threadfence() { std::atomic_thread_fence(std::memory_order_seq_cst); }
-inline void __threadfence_block() { std::atomic_thread_fence(std::memory_order_seq_cst); }
-inline void __threadfence_system() { std::atomic_thread_fence(std::memory_order_seq_cst); }
+// accesses synchronize, as the hardware's atomics do. A fence needs only to
+// keep the compiler from moving accesses across it: the CUDA threads it
+// orders all run on the same host thread (and ThreadSanitizer, which does not
+// model thread fences, would warn about a real one).
+inline void __threadfence() { std::atomic_signal_fence(std::memory_order_seq_cst); }
+inline void __threadfence_block() { std::atomic_signal_fence(std::memory_order_seq_cst); }
+inline void __threadfence_system() { std::atomic_signal_fence(std::memory_order_seq_cst); }
 
 namespace basin::emulator {
 template <class T, class F>
