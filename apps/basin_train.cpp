@@ -58,6 +58,7 @@ int main(int argc, char** argv) {
   app.add_option("--out", c.out, "run folder: config.json, metrics.jsonl, checkpoint.safetensors")
       ->capture_default_str();
   app.add_flag("--resume", c.resume, "continue the run in --out from its checkpoint");
+  app.add_flag("--overwrite", c.overwrite, "start afresh in an --out that already holds a run, replacing it");
   app.add_option("--eval", eval_checkpoint, "evaluate a checkpoint (or weights) on the test set and exit");
   app.add_option("--init", c.init, "start from these weights (safetensors with the PyTorch model's names)");
   app.add_flag("--no-shuffle", no_shuffle, "visit the training set in file order");

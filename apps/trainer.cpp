@@ -209,6 +209,21 @@ Int metadata_number(const std::map<std::string, std::string>& metadata, const st
   return value;
 }
 
+// The first setting that makes `checkpoint` a different run from `config`
+// (model, data, optimizer or data order), described, or "" when they belong
+// together. Learning rate, schedule, length and device may change on a resume.
+std::string run_mismatch(const TrainConfig& config, const TrainConfig& checkpoint) {
+  const json a = json::parse(config.to_json());
+  const json b = json::parse(checkpoint.to_json());
+  for (const char* key : {"dataset", "model", "optimizer", "batch_size", "seed", "train_subset", "shuffle"}) {
+    if (a.at(key) != b.at(key)) {
+      return std::string("'") + key + "' is " + a.at(key).dump() + " in config.json but " + b.at(key).dump() +
+             " in the checkpoint";
+    }
+  }
+  return "";
+}
+
 // ---------------------------------------------------------------- progress display
 
 std::string format_duration(double seconds) {
@@ -379,6 +394,11 @@ TrainResult train(const TrainConfig& config, const data::Dataset& train_set, con
   if (config.resume) {
     BASIN_CHECK(fs::exists(checkpoint_path), "--resume: no checkpoint at ", checkpoint_path.string());
     resumed = load_safetensors(checkpoint_path.string(), &resumed_meta);
+    const auto saved_config = resumed_meta.find("config");
+    BASIN_CHECK(saved_config != resumed_meta.end(), checkpoint_path.string(),
+                " is not a basin checkpoint (no 'config' in its metadata)");
+    const std::string mismatch = run_mismatch(config, TrainConfig::from_json(saved_config->second));
+    BASIN_CHECK(mismatch.empty(), "--resume: ", checkpoint_path.string(), " belongs to another run: ", mismatch);
     model->load_state_dict(model_tensors(resumed));
   } else if (!config.init.empty()) {
     model->load_state_dict(model_tensors(load_safetensors(config.init)));
@@ -410,7 +430,15 @@ TrainResult train(const TrainConfig& config, const data::Dataset& train_set, con
         metadata_number<std::uint64_t>(resumed_meta, "rng_seed", checkpoint_path.string()),
         metadata_number<std::uint64_t>(resumed_meta, "rng_offset", checkpoint_path.string()));
   } else {
-    std::ofstream(out / "config.json") << config.to_json() << "\n";
+    const fs::path config_path = out / "config.json";
+    const bool holds_run = fs::exists(checkpoint_path) || fs::exists(config_path) || fs::exists(metrics_path);
+    BASIN_CHECK(!holds_run || config.overwrite, config.out,
+                " already holds a run (config.json, metrics.jsonl or checkpoint.safetensors): continue it with",
+                " --resume, or replace it with --overwrite");
+    // The old checkpoint goes first: a kill between these lines must never
+    // leave its weights beside the new configuration.
+    fs::remove(checkpoint_path);
+    std::ofstream(config_path) << config.to_json() << "\n";
     std::ofstream(metrics_path, std::ios::trunc);  // a fresh run starts a fresh log
   }
 

@@ -37,6 +37,7 @@ struct TrainConfig {
   std::uint64_t seed = 0;
   std::string out = "runs/default";
   bool resume = false;
+  bool overwrite = false;           // a fresh run may replace a run already in out
   std::string init;                 // safetensors weights to start from
   bool shuffle = true;
   std::int64_t train_subset = 0;    // 0: all

@@ -47,10 +47,10 @@ has_option() {
 }
 if ((${#args[@]} == 0)); then
   if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then
-    args=(--model resnet18 --optimizer sam --epochs 200 --device cuda)
+    args=(--model resnet18 --optimizer sam --epochs 200 --device cuda --overwrite)
   else
     echo "no NVIDIA GPU found: running a CPU-sized example (pass your own basin-train arguments to change it)"
-    args=(--model resnet20 --optimizer sam --epochs 1 --train-subset 2000 --test-subset 1000 --device cpu)
+    args=(--model resnet20 --optimizer sam --epochs 1 --train-subset 2000 --test-subset 1000 --device cpu --overwrite)
   fi
 fi
 has_option --data-dir || args+=(--data-dir "$data")

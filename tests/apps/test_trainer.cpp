@@ -309,3 +309,47 @@ TEST_CASE("a checkpoint whose progress is not a number is refused by file, key a
     save_safetensors(path, tensors, meta);
   }
 }
+
+TEST_CASE("a fresh run refuses a folder that holds a run unless told to overwrite it", "[trainer][errors]") {
+  const data::Dataset train_set = synthetic(64, 1, "synthetic train");
+  const data::Dataset test_set = synthetic(16, 2, "synthetic test");
+  const TempDir dir("trainer_overwrite");
+  apps::TrainConfig config = small_config(dir.str());
+  config.epochs = 1;
+  std::ostringstream log;
+  apps::train(config, train_set, test_set, log);
+  const std::string checkpoint = file_bytes(dir.path() / "checkpoint.safetensors");
+  const std::string metrics = file_bytes(dir.path() / "metrics.jsonl");
+
+  config.lr = 0.01;
+  CHECK_THROWS_WITH(apps::train(config, train_set, test_set, log),
+                    Catch::Matchers::Contains(dir.str() + " already holds a run") &&
+                        Catch::Matchers::Contains("--resume") && Catch::Matchers::Contains("--overwrite"));
+  CHECK(file_bytes(dir.path() / "checkpoint.safetensors") == checkpoint);
+  CHECK(file_bytes(dir.path() / "metrics.jsonl") == metrics);
+
+  config.overwrite = true;
+  apps::train(config, train_set, test_set, log);
+  CHECK(file_bytes(dir.path() / "checkpoint.safetensors") != checkpoint);
+  CHECK(lines_of(dir.path() / "metrics.jsonl").size() == 1);
+}
+
+TEST_CASE("resume refuses a checkpoint written by another run", "[trainer][errors]") {
+  const data::Dataset train_set = synthetic(64, 1, "synthetic train");
+  const data::Dataset test_set = synthetic(16, 2, "synthetic test");
+  const TempDir dir("trainer_other_run");
+  apps::TrainConfig config = small_config(dir.str());
+  config.epochs = 1;
+  std::ostringstream log;
+  apps::train(config, train_set, test_set, log);
+
+  config.resume = true;
+  config.epochs = 2;
+  config.seed = 4;  // config.json of another run beside this checkpoint
+  CHECK_THROWS_WITH(apps::train(config, train_set, test_set, log),
+                    Catch::Matchers::Contains("belongs to another run: 'seed' is 4 in config.json but 3 in the "
+                                              "checkpoint"));
+  config.seed = 3;
+  config.lr = 0.01;  // a new learning rate for the rest of the run is allowed
+  CHECK(apps::train(config, train_set, test_set, log).epochs_done == 2);
+}
