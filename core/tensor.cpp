@@ -134,6 +134,10 @@ const std::shared_ptr<Storage>& Tensor::storage() const { return checked(impl_).
 
 bool Tensor::is_contiguous() const {
   const auto& impl = checked(impl_);
+  // No element, no layout (as in PyTorch). The loop below would otherwise
+  // expect a stride of 0 before a zero size and refuse the strides that
+  // contiguous_strides gives [2, 0, 3].
+  if (shape_numel(impl.shape) == 0) return true;
   std::int64_t expected = 1;
   for (std::size_t d = impl.shape.size(); d-- > 0;) {
     if (impl.shape[d] == 1) continue;  // the stride of a size-1 dim never matters

@@ -26,6 +26,19 @@ TEST_CASE("factories make what they say", "[tensor]") {
   CHECK(full({}, 3.0).item() == 3.0);
 }
 
+TEST_CASE("a tensor with no elements is contiguous, wherever its zero size is", "[tensor][views]") {
+  // Found by tests/fuzz/fuzz_safetensors.cpp: a tensor loaded with shape
+  // [2, 0, 3] said it was not contiguous, though it was made with contiguous strides.
+  for (const Shape& shape : {Shape{0}, Shape{0, 3}, Shape{2, 0, 3}, Shape{2, 3, 0}, Shape{4, 0, 0, 1}}) {
+    INFO(shape_str(shape));
+    const Tensor t = zeros(shape);
+    CHECK(t.strides() == contiguous_strides(shape));
+    CHECK(t.is_contiguous());
+    CHECK(t.contiguous().storage() == t.storage());  // no copy made
+  }
+  CHECK(zeros({3, 4}).slice(1, 2, 2).is_contiguous());  // an empty view too
+}
+
 TEST_CASE("views share storage and compute the right strides", "[tensor][views]") {
   const Tensor x = arange(24, kFloat64).reshape({2, 3, 4});
   CHECK(x.strides() == Strides{12, 4, 1});
