@@ -1,5 +1,6 @@
 #include "nn/layers.h"
 
+#include <algorithm>
 #include <sstream>
 
 #include "core/autograd.h"
@@ -99,6 +100,7 @@ void BatchNorm2d::reset_parameters() {
   running_var.fill_(1.0);
   num_batches_tracked.zero_();
   batches_tracked_ = 0;
+  count_in_buffer_ = false;
 }
 
 Tensor BatchNorm2d::forward(const Tensor& input) {
@@ -107,9 +109,17 @@ Tensor BatchNorm2d::forward(const Tensor& input) {
   Tensor out = batch_norm(input, weight, bias, state, is_training(), update);
   if (update) {
     // Counted on the host and written with a fill, so that no step waits on
-    // the device to read the old count. The count is re-read once after a load.
-    if (batches_tracked_ < 0) batches_tracked_ = static_cast<std::int64_t>(num_batches_tracked.item());
-    num_batches_tracked.fill_(static_cast<double>(++batches_tracked_));
+    // the device to read the old count. The count is re-read once after a
+    // load, as the int64 it is (through a double, 2^63 - 1 became 2^63, out
+    // of range). A loaded count may be anything: it stops at 2^53, the
+    // largest that fill_'s double argument holds exactly.
+    if (count_in_buffer_) {
+      batches_tracked_ = num_batches_tracked.to_vector<std::int64_t>()[0];
+      count_in_buffer_ = false;
+    }
+    constexpr std::int64_t kMaxCount = std::int64_t{1} << 53;
+    batches_tracked_ = std::min(batches_tracked_, kMaxCount - 1) + 1;
+    num_batches_tracked.fill_(static_cast<double>(batches_tracked_));
   }
   return out;
 }

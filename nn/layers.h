@@ -87,10 +87,11 @@ class BatchNorm2d : public Module {
   Tensor num_batches_tracked;                 // int64 scalar, kept for PyTorch state_dict compatibility
 
  protected:
-  void on_state_loaded() override { batches_tracked_ = -1; }
+  void on_state_loaded() override { count_in_buffer_ = true; }
 
  private:
-  std::int64_t batches_tracked_ = 0;  // host copy of num_batches_tracked; -1 = read it from the buffer
+  std::int64_t batches_tracked_ = 0;  // host copy of num_batches_tracked
+  bool count_in_buffer_ = false;      // after a load: read batches_tracked_ from the buffer
 };
 
 // While alive, every BatchNorm2d in the module tree keeps its running

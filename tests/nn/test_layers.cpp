@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 
 #include "core/autograd.h"
 #include "core/elementwise.h"
@@ -89,6 +90,29 @@ TEST_CASE("BatchNorm2d keeps PyTorch's state and can freeze its running statisti
   other(x);
   CHECK(other.num_batches_tracked.item() == 3.0);
   CHECK_THROWS_WITH(BatchNorm2d(BatchNorm2dOptions(4).momentum(1.5)), Catch::Contains("momentum must be in [0, 1]"));
+}
+
+TEST_CASE("BatchNorm2d carries on from any loaded batch count without overflowing", "[nn][layers]") {
+  // Found by tests/fuzz/fuzz_state_dict.cpp: a checkpoint whose count was
+  // 2^63 - 1 was read through a double (2^63, out of int64's range: undefined
+  // behaviour), then incremented past the maximum.
+  manual_seed(5);
+  const Tensor x = randn({4, 2, 3, 3});
+  const auto count_after_step = [&](std::int64_t loaded) {
+    BatchNorm2d bn(2);
+    TensorMap state = bn.state_dict();
+    state["num_batches_tracked"] = full({}, 0.0, kInt64);
+    state["num_batches_tracked"].data<std::int64_t>()[0] = loaded;  // exact, whatever the value
+    bn.load_state_dict(state);
+    bn(x);
+    return bn.num_batches_tracked.to_vector<std::int64_t>()[0];
+  };
+  constexpr std::int64_t k2to53 = std::int64_t{1} << 53;
+  CHECK(count_after_step(41) == 42);
+  CHECK(count_after_step(k2to53 - 2) == k2to53 - 1);  // exact up to 2^53
+  CHECK(count_after_step(k2to53) == k2to53);          // then it stays there
+  CHECK(count_after_step(std::numeric_limits<std::int64_t>::max()) == k2to53);
+  CHECK(count_after_step(-5) == -4);  // a nonsense count still counts on
 }
 
 TEST_CASE("Sequential names its children 0, 1, ... and runs them in order", "[nn][layers]") {
