@@ -10,7 +10,8 @@
 // trainer killed mid-save leaves the previous checkpoint intact. Reading
 // checks every field before trusting it, because a checkpoint may be truncated
 // or written by another program, and reads each tensor straight into its own
-// storage so a large checkpoint is not held in memory twice.
+// storage so a large checkpoint is not held in memory twice. One reader serves
+// files and bytes already in memory: it sees either through ByteSource.
 #include "core/serialization.h"
 
 #include <fcntl.h>
@@ -26,6 +27,7 @@
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <set>
+#include <span>
 #include <vector>
 
 namespace basin {
@@ -135,11 +137,23 @@ void put_u64_le(std::uint64_t value, unsigned char* out) {
 
 // ------------------------------------------------------------------ reading
 
+// What the reader reads from: a size, and bytes at absolute offsets. Reads
+// past the end throw naming the source, though the reader checks every range
+// against size() before it asks.
+class ByteSource {
+ public:
+  virtual ~ByteSource() = default;
+  virtual std::uint64_t size() const = 0;
+  virtual void read(std::uint64_t offset, void* out, std::size_t nbytes) const = 0;
+};
+
 // A read-only file with its size, read with pread at absolute offsets.
-class InputFile {
+// O_NONBLOCK keeps open() from waiting for a writer when the path is a FIFO,
+// which is then refused as not a regular file; it changes nothing for one.
+class InputFile final : public ByteSource {
  public:
   explicit InputFile(const std::string& path) : path_(path) {
-    fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
     BASIN_CHECK(fd_ >= 0, "load_safetensors: cannot open ", path, ": ", errno_text(errno));
     struct stat info {};
     if (::fstat(fd_, &info) != 0 || !S_ISREG(info.st_mode)) {
@@ -152,9 +166,9 @@ class InputFile {
   InputFile& operator=(const InputFile&) = delete;
   ~InputFile() { ::close(fd_); }
 
-  std::uint64_t size() const { return size_; }
+  std::uint64_t size() const override { return size_; }
 
-  void read(std::uint64_t offset, void* out, std::size_t nbytes) const {
+  void read(std::uint64_t offset, void* out, std::size_t nbytes) const override {
     char* bytes = static_cast<char*>(out);
     while (nbytes > 0) {
       const ::ssize_t got = ::pread(fd_, bytes, nbytes, static_cast<::off_t>(offset));
@@ -171,6 +185,24 @@ class InputFile {
   std::string path_;
   int fd_ = -1;
   std::uint64_t size_ = 0;
+};
+
+// Bytes in memory, named for messages as a file would be by its path.
+class MemoryBytes final : public ByteSource {
+ public:
+  MemoryBytes(std::span<const std::uint8_t> bytes, const std::string& name) : bytes_(bytes), name_(name) {}
+
+  std::uint64_t size() const override { return bytes_.size(); }
+
+  void read(std::uint64_t offset, void* out, std::size_t nbytes) const override {
+    BASIN_CHECK(offset <= bytes_.size() && nbytes <= bytes_.size() - offset, "load_safetensors: reading ", name_,
+                " failed at byte ", offset, ": unexpected end of file");
+    if (nbytes > 0) std::memcpy(out, bytes_.data() + offset, nbytes);
+  }
+
+ private:
+  std::span<const std::uint8_t> bytes_;
+  std::string name_;
 };
 
 // A JSON value that must be a non-negative integer (a size or an offset).
@@ -296,8 +328,11 @@ void save_safetensors(const std::string& path, const TensorMap& tensors,
   file.commit();
 }
 
-TensorMap load_safetensors(const std::string& path, std::map<std::string, std::string>* metadata) {
-  const InputFile file(path);
+namespace {
+
+// The reader of both entry points; `path` names the source in every message.
+TensorMap read_safetensors(const ByteSource& file, const std::string& path,
+                           std::map<std::string, std::string>* metadata) {
   BASIN_CHECK(file.size() >= 8, "load_safetensors: ", path, " is ", file.size(),
               " bytes, shorter than the 8-byte header length; not a safetensors file");
   unsigned char prefix[8];
@@ -312,10 +347,18 @@ TensorMap load_safetensors(const std::string& path, std::map<std::string, std::s
   std::string text(static_cast<std::size_t>(header_size), '\0');
   file.read(8, text.data(), text.size());
   // JSON parsers disagree on repeated keys (nlohmann keeps the last), so a
-  // header that names a tensor twice is ambiguous and refused.
+  // header that names a tensor twice is ambiguous and refused. So is nesting
+  // far deeper than any header needs (its values sit three levels down): the
+  // messages print parts of the header, and printing a value nested 100,000
+  // deep would overflow the stack.
+  constexpr int kMaxDepth = 64;
   std::vector<std::set<std::string>> open_objects;
   std::string repeated;
-  const auto track_keys = [&](int, Json::parse_event_t event, Json& parsed) {
+  const auto track_keys = [&](int depth, Json::parse_event_t event, Json& parsed) {
+    if (event == Json::parse_event_t::object_start || event == Json::parse_event_t::array_start) {
+      BASIN_CHECK(depth < kMaxDepth, "load_safetensors: ", path, ": the header nests deeper than ", kMaxDepth,
+                  " levels");
+    }
     if (event == Json::parse_event_t::object_start) {
       open_objects.emplace_back();
     } else if (event == Json::parse_event_t::object_end) {
@@ -360,6 +403,19 @@ TensorMap load_safetensors(const std::string& path, std::map<std::string, std::s
   }
   if (metadata != nullptr) *metadata = std::move(meta);
   return out;
+}
+
+}  // namespace
+
+TensorMap load_safetensors(const std::string& path, std::map<std::string, std::string>* metadata) {
+  const InputFile file(path);
+  return read_safetensors(file, path, metadata);
+}
+
+TensorMap load_safetensors_from_bytes(std::span<const std::uint8_t> bytes, const std::string& name,
+                                      std::map<std::string, std::string>* metadata) {
+  const MemoryBytes source(bytes, name);
+  return read_safetensors(source, name, metadata);
 }
 
 }  // namespace basin

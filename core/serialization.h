@@ -4,7 +4,9 @@
 // format, so basin checkpoints and test fixtures move between the two.
 #pragma once
 
+#include <cstdint>
 #include <map>
+#include <span>
 #include <string>
 
 #include "core/tensor.h"
@@ -27,5 +29,11 @@ void save_safetensors(const std::string& path, const TensorMap& tensors,
 // file and what is wrong with it (truncation, bad JSON, unknown dtype, offsets
 // that disagree with the shape or leave the file).
 TensorMap load_safetensors(const std::string& path, std::map<std::string, std::string>* metadata = nullptr);
+// The same reader on a file's bytes already in memory (a checkpoint received
+// over the network, a test's or a fuzzer's input): the same checks and
+// messages, with `name` where the path would be. The tensors are copies; the
+// bytes need only outlive the call.
+TensorMap load_safetensors_from_bytes(std::span<const std::uint8_t> bytes, const std::string& name,
+                                      std::map<std::string, std::string>* metadata = nullptr);
 
 }  // namespace basin

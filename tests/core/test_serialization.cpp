@@ -2,6 +2,10 @@
 // corrupt file, atomic replacement; and the fixture loader built on it.
 #include <catch2/catch.hpp>
 
+#include <sys/stat.h>
+#include <sys/types.h>
+
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -49,6 +53,17 @@ std::vector<unsigned char> file_bytes(const std::string& header, const std::vect
   return file_bytes(header.size(), header, data);
 }
 
+// The message of the basin::Error that fn throws ("" when it throws none).
+template <class Fn>
+std::string error_message(Fn fn) {
+  try {
+    fn();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "";
+}
+
 // Same dtype, shape and bytes (so NaN payloads, -0.0 and int64 beyond 2^53 count).
 bool identical(const Tensor& a, const Tensor& b) {
   if (a.dtype() != b.dtype() || a.shape() != b.shape()) return false;
@@ -69,6 +84,7 @@ TensorMap every_dtype() {
   m["u8"] = from_vector<std::uint8_t>({0, 1, 127, 128, 254, 255, 9}, {7});
   m["scalar"] = full({}, -2.5, kFloat64);
   m["empty"] = zeros({0, 3});
+  m["empty.inner"] = zeros({2, 0, 3});  // a zero size after the first: still contiguous when loaded
   m["layer1.0.conv1.weight"] = randn({4, 3, 3, 3});
   return m;
 }
@@ -242,6 +258,13 @@ TEST_CASE("safetensors rejects corrupt files with errors naming the file and the
        "repeats the key \"x\""},
       {"repeated_field", file_bytes(R"({"x":{"dtype":"F32","shape":[2,3],"shape":[6],"data_offsets":[0,24]}})", data24),
        "repeats the key \"shape\""},
+      // Found running the fuzz harness (tests/fuzz/fuzz_safetensors.cpp) on a
+      // 200 KB header: printing this shape in the error message overflowed the stack.
+      {"deep_nesting",
+       file_bytes(R"({"x":{"dtype":"U8","shape":)" + std::string(100000, '[') + "1" + std::string(100000, ']') +
+                      R"(,"data_offsets":[0,1]}})",
+                  data24),
+       "the header nests deeper than 64 levels"},
       // A truncated download: the header promises more data than the file holds.
       {"truncated_data", file_bytes(good, std::vector<unsigned char>(data24.begin(), data24.begin() + 20)),
        "cannot fit in the file's 20-byte data section; the file may be truncated"},
@@ -252,12 +275,57 @@ TEST_CASE("safetensors rejects corrupt files with errors naming the file and the
     write_bytes(path, c.bytes);
     CHECK_THROWS_AS(load_safetensors(path), Error);
     CHECK_THROWS_WITH(load_safetensors(path), Contains(path) && Contains(c.problem));
+
+    // The same bytes in memory fail the same check, with the same message
+    // but for the name where the path was.
+    const std::string from_file = error_message([&] { load_safetensors(path); });
+    const std::string from_bytes = error_message([&] { load_safetensors_from_bytes(c.bytes, "in-memory checkpoint"); });
+    std::string expected = from_file;
+    for (std::size_t at; (at = expected.find(path)) != std::string::npos;) {
+      expected.replace(at, path.size(), "in-memory checkpoint");
+    }
+    CHECK(from_bytes == expected);
   }
 
   const std::string missing = dir.file("missing.safetensors");
   CHECK_THROWS_WITH(load_safetensors(missing), Contains(missing) && Contains("cannot open") &&
                                                    Contains("No such file"));
   CHECK_THROWS_WITH(load_safetensors(dir.str()), Contains(dir.str()) && Contains("not a regular file"));
+  // A FIFO is refused at once rather than opened to wait for a writer.
+  const std::string fifo = dir.file("fifo.safetensors");
+  REQUIRE(::mkfifo(fifo.c_str(), 0600) == 0);
+  CHECK_THROWS_WITH(load_safetensors(fifo), Contains(fifo) && Contains("not a regular file"));
+}
+
+TEST_CASE("safetensors reads bytes in memory as it reads a file", "[serialization]") {
+  TempDir dir("from_bytes");
+  const std::string path = dir.file("all.safetensors");
+  const TensorMap saved = every_dtype();
+  const std::map<std::string, std::string> meta = {{"format", "pt"}, {"epoch", "4"}};
+  save_safetensors(path, saved, meta);
+  const std::vector<unsigned char> bytes = read_bytes(path);
+
+  std::map<std::string, std::string> read_meta = {{"stale", "entry"}};
+  const TensorMap loaded = load_safetensors_from_bytes(bytes, "checkpoint", &read_meta);
+  CHECK(read_meta == meta);
+  REQUIRE(loaded.size() == saved.size());
+  for (const auto& [name, tensor] : saved) {
+    INFO(name);
+    CHECK(loaded.at(name).is_contiguous());
+    CHECK(identical(loaded.at(name), tensor));
+  }
+  // The tensors are copies: the bytes can go once the call returns.
+  std::vector<unsigned char> scratch = bytes;
+  const TensorMap copied = load_safetensors_from_bytes(scratch, "scratch");
+  std::fill(scratch.begin(), scratch.end(), 0);
+  CHECK(identical(copied.at("f64"), saved.at("f64")));
+
+  CHECK_THROWS_WITH(load_safetensors_from_bytes({}, "nothing"),
+                    Contains("load_safetensors: nothing is 0 bytes, shorter than the 8-byte header length"));
+  const std::vector<unsigned char> cut(bytes.begin(), bytes.end() - 1);
+  CHECK_THROWS_WITH(load_safetensors_from_bytes(cut, "cut"),
+                    Contains("load_safetensors: cut: tensor \"u8\" has data_offsets") &&
+                        Contains("outside the data section"));
 }
 
 TEST_CASE("safetensors saves atomically and replaces an existing file", "[serialization]") {
