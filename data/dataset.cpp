@@ -1,8 +1,13 @@
 #include "data/dataset.h"
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
 #include <cmath>
-#include <fstream>
+#include <cstring>
 
 namespace basin::data {
 
@@ -94,15 +99,70 @@ std::string with_commas(std::int64_t value) {
   return value < 0 ? "-" + out : out;
 }
 
+namespace {
+
+// Refuses what is not a regular file, naming it.
+void check_regular(const std::string& dataset, const std::string& path, mode_t mode) {
+  BASIN_CHECK(!S_ISDIR(mode), dataset, ": ", path, " is a directory, not a file");
+  BASIN_CHECK(S_ISREG(mode), dataset, ": ", path, " is not a regular file");
+}
+
+// An open, read-only descriptor of a regular file, closed on destruction.
+// O_NONBLOCK keeps open() from waiting for a writer when the path is a FIFO
+// (which fstat then refuses); it changes nothing for a regular file.
+class DataFile {
+ public:
+  DataFile(const std::string& dataset, const std::string& path) {
+    fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+    BASIN_CHECK(fd_ >= 0, dataset, ": cannot open ", path, ": ", std::strerror(errno));
+    struct stat info {};
+    const bool known = ::fstat(fd_, &info) == 0;
+    const int error = errno;
+    if (!known || !S_ISREG(info.st_mode)) {  // the destructor will not run: close here
+      ::close(fd_);
+      BASIN_CHECK(known, dataset, ": cannot read the size of ", path, ": ", std::strerror(error));
+      check_regular(dataset, path, info.st_mode);
+    }
+    size_ = static_cast<std::uint64_t>(info.st_size);
+  }
+  DataFile(const DataFile&) = delete;
+  DataFile& operator=(const DataFile&) = delete;
+  ~DataFile() { ::close(fd_); }
+
+  int fd() const { return fd_; }
+  std::uint64_t size() const { return size_; }
+
+ private:
+  int fd_ = -1;
+  std::uint64_t size_ = 0;
+};
+
+}  // namespace
+
+bool data_file_present(const std::string& dataset, const std::string& path) {
+  struct stat info {};
+  if (::stat(path.c_str(), &info) != 0) {
+    // Nothing there (or a dangling link, or a file where a folder should be).
+    if (errno == ENOENT || errno == ENOTDIR) return false;
+    BASIN_FAIL(dataset, ": cannot open ", path, ": ", std::strerror(errno));
+  }
+  check_regular(dataset, path, info.st_mode);
+  const DataFile file(dataset, path);  // can it be opened (permissions)?
+  return true;
+}
+
 std::vector<std::uint8_t> read_file(const std::string& dataset, const std::string& path) {
-  std::ifstream in(path, std::ios::binary | std::ios::ate);
-  BASIN_CHECK(in, dataset, ": cannot open ", path);
-  const std::streamsize size = in.tellg();
-  BASIN_CHECK(size >= 0, dataset, ": cannot read the size of ", path);
-  std::vector<std::uint8_t> bytes(static_cast<std::size_t>(size));
-  in.seekg(0);
-  in.read(reinterpret_cast<char*>(bytes.data()), size);
-  BASIN_CHECK(in.gcount() == size, dataset, ": ", path, " ended after ", in.gcount(), " of ", size, " bytes");
+  const DataFile file(dataset, path);
+  std::vector<std::uint8_t> bytes(static_cast<std::size_t>(file.size()));
+  std::size_t got = 0;
+  while (got < bytes.size()) {
+    const ::ssize_t n = ::read(file.fd(), bytes.data() + got, bytes.size() - got);
+    if (n < 0 && errno == EINTR) continue;
+    BASIN_CHECK(n >= 0, dataset, ": reading ", path, " failed after ", got, " of ", bytes.size(), " bytes: ",
+                std::strerror(errno));
+    BASIN_CHECK(n > 0, dataset, ": ", path, " ended after ", got, " of ", bytes.size(), " bytes");
+    got += static_cast<std::size_t>(n);
+  }
   return bytes;
 }
 

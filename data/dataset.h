@@ -54,7 +54,14 @@ std::vector<std::int64_t> class_counts(const Dataset& dataset);
 namespace detail {
 // 30730000 -> "30,730,000": sizes in error messages read at a glance.
 std::string with_commas(std::int64_t value);
-// Reads a whole file; throws naming the dataset and the path when it cannot.
+// Whether a data file is there: false when nothing is at `path` (the caller
+// says how to get it). Throws naming the dataset and the path when something
+// is there that cannot be read as a file: a directory ("is a directory, not a
+// file"), a FIFO, socket or device ("is not a regular file"), or a file that
+// cannot be opened ("cannot open <path>: Permission denied").
+bool data_file_present(const std::string& dataset, const std::string& path);
+// Reads a whole file; throws naming the dataset and the path when it cannot,
+// with the same messages as data_file_present.
 std::vector<std::uint8_t> read_file(const std::string& dataset, const std::string& path);
 }  // namespace detail
 

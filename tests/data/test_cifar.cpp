@@ -8,12 +8,16 @@
 // while costing no disk and little time.
 #include <catch2/catch.hpp>
 
+#include <sys/stat.h>
+#include <sys/types.h>
 #include <unistd.h>
 
 #include <cmath>
 #include <cstdlib>
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <random>
 #include <string>
 #include <vector>
@@ -68,6 +72,22 @@ std::vector<std::uint8_t> image_bytes(const Dataset& d, std::int64_t i) {
 }
 
 std::int64_t label_at(const Dataset& d, std::int64_t i) { return d.labels.to_vector<std::int64_t>()[i]; }
+
+std::vector<std::uint8_t> read_whole(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+
+// The same images (shape and bytes), labels and classes.
+void check_same_records(const Dataset& a, const Dataset& b) {
+  CHECK(a.images.shape() == b.images.shape());
+  CHECK(a.images.dtype() == b.images.dtype());
+  CHECK(a.num_classes == b.num_classes);
+  CHECK(a.labels.to_vector<std::int64_t>() == b.labels.to_vector<std::int64_t>());
+  const Tensor x = a.images.contiguous(), y = b.images.contiguous();
+  REQUIRE(x.numel() == y.numel());
+  CHECK(std::equal(x.data<std::uint8_t>(), x.data<std::uint8_t>() + x.numel(), y.data<std::uint8_t>()));
+}
 
 constexpr std::int64_t kPixels = 3072;
 constexpr std::int64_t kCifar10Record = 1 + kPixels;
@@ -184,6 +204,103 @@ TEST_CASE("cifar10 errors: a label out of range names the file and the record", 
   put_cifar10_record(dir.file("test_batch.bin"), 4321, 10, random_pixels(kPixels, 5));
   CHECK_THROWS_WITH(load_cifar10(dir.str(), false),
                     Contains(dir.file("test_batch.bin") + " record 4,321") && Contains("has label 10, expected 0..9"));
+}
+
+TEST_CASE("cifar errors: a directory, a FIFO or an unreadable file is named for what it is", "[data][cifar][errors]") {
+  TempDir dir("cifar_not_files");
+  // Where a file belongs, a directory: not "not found", which would send the
+  // user to download what is (in some form) there.
+  fs::create_directory(dir.path() / "data_batch_1.bin");
+  CHECK_THROWS_WITH(load_cifar10(dir.str(), true),
+                    Contains("CIFAR-10: " + dir.file("data_batch_1.bin") + " is a directory, not a file"));
+
+  // A FIFO: refused at once, never opened to wait for a writer.
+  REQUIRE(::mkfifo(dir.file("test_batch.bin").c_str(), 0600) == 0);
+  CHECK_THROWS_WITH(load_cifar10(dir.str(), false),
+                    Contains("CIFAR-10: " + dir.file("test_batch.bin") + " is not a regular file"));
+  REQUIRE(::mkfifo(dir.file("test.bin").c_str(), 0600) == 0);
+  CHECK_THROWS_WITH(load_cifar100(dir.str(), false), Contains("CIFAR-100: " + dir.file("test.bin") + " is not a regular file"));
+
+  // A file of the right size that cannot be opened: the reason is the system's.
+  sparse_file(dir.file("train.bin"), 50000 * kCifar100Record);
+  fs::permissions(dir.path() / "train.bin", fs::perms::none);
+  if (::geteuid() == 0) {
+    WARN("running as root, which can open any file: the permission-denied case is not exercised");
+  } else {
+    CHECK_THROWS_WITH(load_cifar100(dir.str(), true),
+                      Contains("CIFAR-100: cannot open " + dir.file("train.bin") + ": Permission denied"));
+  }
+
+  // Still "not found" when nothing is there, and for a dangling link.
+  fs::create_symlink(dir.file("nowhere.bin"), dir.file("data_batch_2.bin"));
+  fs::remove(dir.path() / "data_batch_1.bin");
+  sparse_file(dir.file("data_batch_1.bin"), 10000 * kCifar10Record);
+  CHECK_THROWS_WITH(load_cifar10(dir.str(), true),
+                    Contains("CIFAR-10: " + dir.file("data_batch_2.bin") + " not found; download it with"));
+}
+
+TEST_CASE("mnist errors: a directory or a FIFO is named for what it is", "[data][mnist][errors]") {
+  TempDir dir("mnist_not_files");
+  fs::create_directory(dir.path() / "train-images-idx3-ubyte");
+  CHECK_THROWS_WITH(load_mnist(dir.str(), true),
+                    Contains("MNIST: " + dir.file("train-images-idx3-ubyte") + " is a directory, not a file"));
+  REQUIRE(::mkfifo(dir.file("t10k-images-idx3-ubyte").c_str(), 0600) == 0);
+  CHECK_THROWS_WITH(load_mnist(dir.str(), false),
+                    Contains("MNIST: " + dir.file("t10k-images-idx3-ubyte") + " is not a regular file"));
+}
+
+TEST_CASE("cifar bytes decoder: the loaders' records and errors, from memory", "[data][cifar]") {
+  TempDir dir("cifar_decode");
+  sparse_cifar10(dir, false);
+  const std::string path = dir.file("test_batch.bin");
+  put_cifar10_record(path, 0, 3, random_pixels(kPixels, 31));
+  put_cifar10_record(path, 4567, 9, random_pixels(kPixels, 32));
+  const std::vector<std::uint8_t> bytes = read_whole(path);
+  const Dataset from_file = load_cifar10(dir.str(), false);
+  const Dataset from_bytes = data::detail::decode_cifar(bytes, data::detail::CifarLayout::cifar10, 10000, path);
+  check_same_records(from_bytes, from_file);
+  CHECK(from_bytes.name.empty());  // names and statistics are the loaders' to add
+  CHECK(from_bytes.mean.empty());
+
+  // CIFAR-100, both label sets, from one file's bytes.
+  sparse_file(dir.file("test.bin"), 10000 * kCifar100Record);
+  std::vector<std::uint8_t> record{17, 71};
+  const auto pixels = random_pixels(kPixels, 33);
+  record.insert(record.end(), pixels.begin(), pixels.end());
+  write_at(dir.file("test.bin"), 9999 * kCifar100Record, record);
+  const std::vector<std::uint8_t> bytes100 = read_whole(dir.file("test.bin"));
+  check_same_records(data::detail::decode_cifar(bytes100, data::detail::CifarLayout::cifar100_fine, 10000, "x"),
+                     load_cifar100(dir.str(), false, true));
+  check_same_records(data::detail::decode_cifar(bytes100, data::detail::CifarLayout::cifar100_coarse, 10000, "x"),
+                     load_cifar100(dir.str(), false, false));
+
+  // Any record count: three records in memory.
+  CHECK(data::detail::cifar_record_bytes(data::detail::CifarLayout::cifar10) == kCifar10Record);
+  CHECK(data::detail::cifar_record_bytes(data::detail::CifarLayout::cifar100_coarse) == kCifar100Record);
+  std::vector<std::uint8_t> three;
+  for (std::uint8_t label : {4, 0, 9}) {
+    three.push_back(label);
+    const auto p = random_pixels(kPixels, 40 + label);
+    three.insert(three.end(), p.begin(), p.end());
+  }
+  const Dataset small = data::detail::decode_cifar(three, data::detail::CifarLayout::cifar10, 3, "three.bin");
+  CHECK(small.images.shape() == Shape{3, 3, 32, 32});
+  CHECK(small.labels.to_vector<std::int64_t>() == std::vector<std::int64_t>{4, 0, 9});
+  CHECK(image_bytes(small, 2) == random_pixels(kPixels, 49));
+
+  // Bad bytes: the loaders' messages, with the given name.
+  CHECK_THROWS_WITH(data::detail::decode_cifar(three, data::detail::CifarLayout::cifar10, 2, "three.bin"),
+                    Contains("CIFAR-10: three.bin is 9,219 bytes, expected 6,146 (2 records of 3,073 bytes)"));
+  CHECK_THROWS_WITH(data::detail::decode_cifar(three, data::detail::CifarLayout::cifar100_fine, 3, "three.bin"),
+                    Contains("CIFAR-100: three.bin is 9,219 bytes, expected 9,222 (3 records of 3,074 bytes)"));
+  three[kCifar10Record] = 10;
+  CHECK_THROWS_WITH(data::detail::decode_cifar(three, data::detail::CifarLayout::cifar10, 3, "three.bin"),
+                    Contains("CIFAR-10: three.bin record 1 (byte offset 3,073) has label 10, expected 0..9"));
+  CHECK_THROWS_WITH(data::detail::decode_cifar(three, data::detail::CifarLayout::cifar10, -1, "three.bin"),
+                    Contains("a count of -1 records is out of range"));
+  CHECK_THROWS_WITH(data::detail::decode_cifar(three, data::detail::CifarLayout::cifar10, std::int64_t{1} << 61, "three.bin"),
+                    Contains("records is out of range"));
+  CHECK(data::detail::decode_cifar({}, data::detail::CifarLayout::cifar10, 0, "empty").size() == 0);
 }
 
 // ---------------------------------------------------------------- CIFAR-100
@@ -327,6 +444,41 @@ TEST_CASE("mnist errors: missing, gzipped, bad magic, wrong size, count mismatch
 
   write_file(labels, idx_labels({1, 10, 3}));
   CHECK_THROWS_WITH(load_mnist(dir.str(), true), Contains(labels + " record 1 has label 10, expected 0..9"));
+}
+
+TEST_CASE("mnist bytes decoder: the loader's dataset and errors, from memory", "[data][mnist]") {
+  TempDir dir("mnist_decode");
+  const std::uint32_t n = 4, rows = 3, cols = 5;
+  const auto pixels = random_pixels(n * rows * cols, 13);
+  const auto images = idx_images(n, rows, cols, pixels);
+  const auto labels = idx_labels({7, 0, 2, 9});
+  write_file(dir.file("t10k-images-idx3-ubyte"), images);
+  write_file(dir.file("t10k-labels-idx1-ubyte"), labels);
+  const Dataset from_file = load_mnist(dir.str(), false);
+  const Dataset from_bytes = data::detail::decode_mnist("MNIST", images, "images", labels, "labels");
+  check_same_records(from_bytes, from_file);
+  CHECK(from_bytes.images.shape() == Shape{4, 1, 3, 5});
+  CHECK(from_bytes.name == "MNIST");
+
+  // Bad bytes: the loader's messages, with the given names.
+  CHECK_THROWS_WITH(data::detail::decode_mnist("MNIST", idx_labels({1, 2, 3, 4, 5, 6, 7, 8}), "images", labels, "labels"),
+                    Contains("MNIST: images does not start with the idx3 magic number 0x00000803 (found 0x00000801)"));
+  CHECK_THROWS_WITH(data::detail::decode_mnist("Fashion-MNIST", images, "images", images, "labels"),
+                    Contains("Fashion-MNIST: labels does not start with the idx1 magic number"));
+  // A header that declares 2^32 - 1 images of 4096 x 4096 pixels is refused
+  // on its size, before anything of that size is allocated.
+  const auto huge = idx_images(0xFFFFFFFF, 4096, 4096, pixels);
+  CHECK_THROWS_WITH(data::detail::decode_mnist("MNIST", huge, "huge", labels, "labels"),
+                    Contains("MNIST: huge is 76 bytes, expected 72,057,594,021,150,736 (16-byte header + "
+                             "4,294,967,295 images of 4096x4096)"));
+  CHECK_THROWS_WITH(data::detail::decode_mnist("MNIST", idx_images(4, 3, 0, {}), "flat", labels, "labels"),
+                    Contains("MNIST: flat declares images of 3x0 pixels (expected 1 to 4096 per side)"));
+  CHECK_THROWS_WITH(data::detail::decode_mnist("MNIST", images, "images", idx_labels({7, 0, 12, 9}), "labels"),
+                    Contains("MNIST: labels record 2 has label 12, expected 0..9"));
+  CHECK_THROWS_WITH(data::detail::decode_mnist("MNIST", idx_images(0, 3, 5, {}), "none", idx_labels({}), "labels"),
+                    Contains("MNIST: none holds no images"));
+  CHECK_THROWS_WITH(data::detail::decode_mnist("MNIST", {}, "empty", labels, "labels"),
+                    Contains("MNIST: empty is 0 bytes, shorter than the 16-byte idx3 header"));
 }
 
 // ---------------------------------------------------------------- Dataset helpers
