@@ -5,14 +5,16 @@
 // offsets counting from the first byte after the header; an optional
 // "__metadata__" entry maps strings to strings.
 //
-// Writing goes to "<path>.tmp", is flushed to disk, and is then renamed over
-// the final path: rename() within one directory is atomic on POSIX, so a
-// trainer killed mid-save leaves the previous checkpoint intact. Reading
+// Writing goes through AtomicFile (core/file_io.h): "<path>.tmp", flushed to
+// disk, then renamed over the final path, so a trainer killed mid-save leaves
+// the previous checkpoint intact. Reading
 // checks every field before trusting it, because a checkpoint may be truncated
 // or written by another program, and reads each tensor straight into its own
 // storage so a large checkpoint is not held in memory twice. One reader serves
 // files and bytes already in memory: it sees either through ByteSource.
 #include "core/serialization.h"
+
+#include "core/file_io.h"
 
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -66,70 +68,6 @@ std::optional<DType> parse_dtype(const std::string& name) {
 std::string errno_text(int error) { return std::strerror(error); }
 
 // ------------------------------------------------------------------ writing
-
-// An open file descriptor for the temporary file. Unless commit() succeeds,
-// the destructor closes it and removes the file, so every failure path
-// (including an exception from a device copy) cleans up after itself.
-class TempFile {
- public:
-  TempFile(std::string tmp_path, const std::string& final_path)
-      : tmp_path_(std::move(tmp_path)), final_path_(final_path) {
-    fd_ = ::open(tmp_path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    BASIN_CHECK(fd_ >= 0, "save_safetensors: cannot open ", tmp_path_, " for writing (writing ", final_path_,
-                "): ", errno_text(errno));
-  }
-  TempFile(const TempFile&) = delete;
-  TempFile& operator=(const TempFile&) = delete;
-  ~TempFile() {
-    if (fd_ >= 0) ::close(fd_);
-    if (!committed_) ::unlink(tmp_path_.c_str());
-  }
-
-  void write(const void* data, std::size_t nbytes) {
-    const char* bytes = static_cast<const char*>(data);
-    while (nbytes > 0) {
-      const ::ssize_t written = ::write(fd_, bytes, nbytes);
-      if (written < 0 && errno == EINTR) continue;
-      BASIN_CHECK(written > 0, "save_safetensors: write to ", tmp_path_, " failed (writing ", final_path_,
-                  "): ", errno_text(written < 0 ? errno : EIO));
-      bytes += written;
-      nbytes -= static_cast<std::size_t>(written);
-    }
-  }
-
-  // fsync before rename: otherwise a power loss can leave the new name
-  // pointing at a file whose data never reached the disk.
-  void commit() {
-    BASIN_CHECK(::fsync(fd_) == 0, "save_safetensors: cannot flush ", tmp_path_, " to disk (writing ", final_path_,
-                "): ", errno_text(errno));
-    const int fd = fd_;
-    fd_ = -1;
-    BASIN_CHECK(::close(fd) == 0, "save_safetensors: closing ", tmp_path_, " failed (writing ", final_path_,
-                "): ", errno_text(errno));
-    BASIN_CHECK(std::rename(tmp_path_.c_str(), final_path_.c_str()) == 0, "save_safetensors: cannot rename ",
-                tmp_path_, " to ", final_path_, ": ", errno_text(errno));
-    committed_ = true;
-    sync_parent_directory();
-  }
-
- private:
-  // Makes the rename itself durable. Best effort: the new file is already in
-  // place and complete, and some file systems refuse fsync on a directory.
-  void sync_parent_directory() const {
-    const std::string::size_type slash = final_path_.rfind('/');
-    const std::string dir = slash == std::string::npos ? "." : slash == 0 ? "/" : final_path_.substr(0, slash);
-    const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd >= 0) {
-      ::fsync(fd);
-      ::close(fd);
-    }
-  }
-
-  std::string tmp_path_;
-  std::string final_path_;
-  int fd_ = -1;
-  bool committed_ = false;
-};
 
 void put_u64_le(std::uint64_t value, unsigned char* out) {
   for (int i = 0; i < 8; ++i) out[i] = static_cast<unsigned char>(value >> (8 * i));
@@ -319,7 +257,7 @@ void save_safetensors(const std::string& path, const TensorMap& tensors,
   unsigned char prefix[8];
   put_u64_le(text.size(), prefix);
 
-  TempFile file(path + ".tmp", path);
+  AtomicFile file(path, "save_safetensors");
   file.write(prefix, sizeof prefix);
   file.write(text.data(), text.size());
   for (const Tensor& h : host) {
