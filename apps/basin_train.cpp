@@ -3,8 +3,6 @@
 #include <CLI/CLI.hpp>
 
 #include <csignal>
-#include <fstream>
-#include <iterator>
 #include <cstdio>
 #include <iostream>
 
@@ -83,11 +81,8 @@ int main(int argc, char** argv) {
     if (c.resume) {
       // Continue with the run's own configuration; only the length of the run
       // and the device may change.
-      const std::string path = c.out + "/config.json";
-      std::ifstream file(path);
-      BASIN_CHECK(file.good(), "--resume: no run in ", c.out, " (", path, " not found)");
-      const std::string text((std::istreambuf_iterator<char>(file)), std::istreambuf_iterator<char>());
-      TrainConfig saved = TrainConfig::from_json(text);
+      BASIN_CHECK(!c.out.empty(), "--resume needs --out, the folder of the run to continue");
+      TrainConfig saved = TrainConfig::read_file(c.out + "/config.json");
       if (app.count("--epochs")) saved.epochs = c.epochs;
       if (app.count("--device")) saved.device = c.device;
       if (app.count("--data-dir")) saved.data_dir = c.data_dir;

@@ -5,18 +5,24 @@
 #include <charconv>
 #include <chrono>
 #include <cmath>
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <iomanip>
 #include <iostream>
+#include <iterator>
+#include <limits>
 #include <nlohmann/json.hpp>
 #include <ostream>
 #include <sstream>
+#include <type_traits>
 #include <utility>
 
 #include "core/autograd.h"
 #include "core/elementwise.h"
+#include "core/file_io.h"
 #include "core/loss.h"
 #include "core/random.h"
 #include "core/reduce.h"
@@ -62,6 +68,7 @@ void TrainConfig::validate() const {
               "--warmup-epochs must be in [0, epochs], got ", warmup_epochs);
   BASIN_CHECK(label_smoothing >= 0.0 && label_smoothing < 1.0, "--label-smoothing must be in [0, 1), got ",
               label_smoothing);
+  BASIN_CHECK(!out.empty(), "--out must name the run folder, got an empty path");
   BASIN_CHECK(train_subset >= 0 && test_subset >= 0, "--train-subset and --test-subset must be non-negative");
   Device::parse(device);  // throws on an unknown device, or cuda without a GPU
   nn::check_model_name(model);
@@ -83,16 +90,51 @@ std::string TrainConfig::to_json() const {
   return j.dump(2);
 }
 
-TrainConfig TrainConfig::from_json(const std::string& text) {
+namespace {
+
+// What a configuration value of this C++ type must be, for messages.
+template <class T>
+const char* json_kind() {
+  if constexpr (std::is_same_v<T, bool>) return "true or false";
+  else if constexpr (std::is_same_v<T, std::string>) return "a string";
+  else if constexpr (std::is_same_v<T, std::uint64_t>) return "a non-negative integer";
+  else if constexpr (std::is_integral_v<T>) return "an integer";
+  else return "a number";
+}
+
+// Whether a JSON value converts to T without losing anything: nlohmann's
+// get<> would turn 2.5 into 2, -1 into 2^64 - 1 and true into 1.
+template <class T>
+bool json_holds(const json& value) {
+  if constexpr (std::is_same_v<T, bool>) return value.is_boolean();
+  else if constexpr (std::is_same_v<T, std::string>) return value.is_string();
+  else if constexpr (std::is_same_v<T, std::uint64_t>) return value.is_number_unsigned();
+  else if constexpr (std::is_integral_v<T>) {
+    return value.is_number_unsigned() ? value.get<std::uint64_t>() <= static_cast<std::uint64_t>(
+                                                                          std::numeric_limits<T>::max())
+                                      : value.is_number_integer();
+  } else {
+    return value.is_number();
+  }
+}
+
+}  // namespace
+
+TrainConfig TrainConfig::from_json(const std::string& text, const std::string& source) {
   TrainConfig c;
   json j;
   try {
     j = json::parse(text);
   } catch (const json::exception& e) {
-    BASIN_FAIL("configuration is not valid JSON: ", e.what());
+    BASIN_FAIL(source, " is not valid JSON: ", e.what());
   }
-  auto read = [&j](const char* key, auto& field) {
-    if (j.contains(key)) field = j.at(key).get<std::decay_t<decltype(field)>>();
+  BASIN_CHECK(j.is_object(), source, " must hold a JSON object, got ", j.type_name());
+  auto read = [&j, &source](const char* key, auto& field) {
+    using T = std::decay_t<decltype(field)>;
+    const auto found = j.find(key);
+    if (found == j.end()) return;
+    BASIN_CHECK(json_holds<T>(*found), source, ": '", key, "' must be ", json_kind<T>(), ", got ", found->dump());
+    field = found->get<T>();
   };
   read("dataset", c.dataset);
   read("data_dir", c.data_dir);
@@ -119,6 +161,19 @@ TrainConfig TrainConfig::from_json(const std::string& text) {
   read("train_subset", c.train_subset);
   read("test_subset", c.test_subset);
   return c;
+}
+
+TrainConfig TrainConfig::read_file(const std::string& path) {
+  std::error_code ec;
+  const fs::file_status status = fs::status(path, ec);
+  BASIN_CHECK(status.type() != fs::file_type::not_found, path, " not found: is this a run folder?");
+  BASIN_CHECK(!ec, "cannot read ", path, ": ", ec.message());
+  BASIN_CHECK(status.type() == fs::file_type::regular, path, " is not a regular file");
+  std::ifstream file(path);
+  BASIN_CHECK(file.is_open(), "cannot read ", path, ": ", std::strerror(errno));
+  const std::string text((std::istreambuf_iterator<char>(file)), std::istreambuf_iterator<char>());
+  BASIN_CHECK(!file.bad(), "cannot read ", path, ": ", std::strerror(errno));
+  return from_json(text, path);
 }
 
 std::string EpochMetrics::to_json() const {
@@ -164,10 +219,42 @@ namespace {
 
 constexpr const char* kOptimizerPrefix = "optimizer.";
 
+// What the part of an interrupted epoch already run adds to the epoch's
+// metrics row, so that the row describes the whole epoch after a resume.
+struct EpochSoFar {
+  double loss_sum = 0;  // summed per image, as Tally keeps it
+  double correct = 0;
+  std::int64_t images = 0;
+  double seconds = 0;
+  std::int64_t peak_memory_bytes = 0;
+
+  std::string to_json() const {
+    return json{{"loss_sum", loss_sum}, {"correct", correct}, {"images", images}, {"seconds", seconds},
+                {"peak_memory_bytes", peak_memory_bytes}}
+        .dump();
+  }
+  static EpochSoFar from_json(const std::string& text, const std::string& path) {
+    try {
+      const json j = json::parse(text);
+      EpochSoFar so_far;
+      so_far.loss_sum = j.at("loss_sum").get<double>();
+      so_far.correct = j.at("correct").get<double>();
+      so_far.images = j.at("images").get<std::int64_t>();
+      so_far.seconds = j.at("seconds").get<double>();
+      so_far.peak_memory_bytes = j.at("peak_memory_bytes").get<std::int64_t>();
+      return so_far;
+    } catch (const json::exception& e) {
+      BASIN_FAIL(path, ": checkpoint metadata 'epoch_so_far' is not what basin writes (", e.what(), "): ", text);
+    }
+  }
+};
+
 struct Progress {
   std::int64_t epoch = 0;        // epochs completed
   std::int64_t batch = 0;        // batches done in the next epoch (an interrupted one)
   std::int64_t global_step = 0;  // optimizer steps so far
+  std::string epoch_row;         // the metrics.jsonl row of epoch `epoch`; "" before the first
+  std::string epoch_so_far;      // EpochSoFar of the interrupted epoch when batch > 0
 };
 
 void save_checkpoint(const fs::path& path, const nn::Module& model, const optim::Optimizer& optimizer,
@@ -175,14 +262,56 @@ void save_checkpoint(const fs::path& path, const nn::Module& model, const optim:
   TensorMap tensors = model.state_dict();
   for (const auto& [name, tensor] : optimizer.state_dict()) tensors[kOptimizerPrefix + name] = tensor;
   const Generator& rng = default_generator();
-  save_safetensors(path.string(), tensors,
-                   {{"format", "basin-checkpoint-1"},
-                    {"epoch", std::to_string(progress.epoch)},
-                    {"batch", std::to_string(progress.batch)},
-                    {"global_step", std::to_string(progress.global_step)},
-                    {"rng_seed", std::to_string(rng.seed())},
-                    {"rng_offset", std::to_string(rng.offset())},
-                    {"config", config.to_json()}});
+  std::map<std::string, std::string> metadata{{"format", "basin-checkpoint-1"},
+                                              {"epoch", std::to_string(progress.epoch)},
+                                              {"batch", std::to_string(progress.batch)},
+                                              {"global_step", std::to_string(progress.global_step)},
+                                              {"rng_seed", std::to_string(rng.seed())},
+                                              {"rng_offset", std::to_string(rng.offset())},
+                                              {"config", config.to_json()}};
+  if (!progress.epoch_row.empty()) metadata["epoch_metrics"] = progress.epoch_row;
+  if (progress.batch > 0) metadata["epoch_so_far"] = progress.epoch_so_far;
+  save_safetensors(path.string(), tensors, metadata);
+}
+
+// Makes metrics.jsonl hold exactly one row for each epoch the checkpoint has
+// completed, in order: a kill after a checkpoint and before its row was
+// appended loses no row (the checkpoint carries it), and rows of epochs the
+// checkpoint does not have (from a run that went on after it, or a line cut
+// short by a kill) are dropped, since those epochs are about to run again.
+void reconcile_metrics(const fs::path& path, std::int64_t epochs_done, const std::string& last_row) {
+  std::map<std::int64_t, std::string> rows;
+  std::string before;
+  std::error_code ec;
+  if (fs::exists(path, ec)) {
+    std::ifstream in(path);
+    BASIN_CHECK(in.is_open(), "cannot read ", path.string(), ": ", std::strerror(errno));
+    before.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+    std::istringstream lines(before);
+    for (std::string line; std::getline(lines, line);) {
+      const json row = json::parse(line, nullptr, /*allow_exceptions=*/false);
+      if (!row.is_object() || !row.contains("epoch") || !row.at("epoch").is_number_integer()) continue;
+      const auto epoch = row.at("epoch").get<std::int64_t>();
+      if (epoch >= 1 && epoch <= epochs_done) rows[epoch] = line;
+    }
+  }
+  if (!last_row.empty()) rows[epochs_done] = last_row;
+  std::string after;
+  for (const auto& [epoch, line] : rows) after += line + "\n";
+  if (after != before) write_file_atomically(path.string(), after, "basin-train");
+}
+
+// The run folder, created when missing; an error names the folder and the reason.
+void create_run_folder(const fs::path& out) {
+  std::error_code ec;
+  const fs::file_status status = fs::status(out, ec);
+  if (status.type() == fs::file_type::not_found) {
+    fs::create_directories(out, ec);
+    BASIN_CHECK(!ec, "cannot create the run folder ", out.string(), ": ", ec.message());
+    return;
+  }
+  BASIN_CHECK(!ec, "cannot use the run folder ", out.string(), ": ", ec.message());
+  BASIN_CHECK(fs::is_directory(status), "--out ", out.string(), " exists and is not a folder");
 }
 
 // The model's tensors of a checkpoint or of a plain weights file.
@@ -310,6 +439,13 @@ struct Tally {
         correct(zeros({}, TensorOptions(kFloat64).device(device))),
         finite_batches(zeros({}, TensorOptions(kFloat64).device(device))) {}
 
+  // Continues an epoch interrupted after `so_far`.
+  void restore(const EpochSoFar& so_far) {
+    loss_sum.fill_(so_far.loss_sum);
+    correct.fill_(so_far.correct);
+    seen = so_far.images;
+  }
+
   void add(const Tensor& loss, const Tensor& logits, const Tensor& labels) {
     NoGradGuard no_grad;
     const std::int64_t n = labels.numel();
@@ -382,7 +518,7 @@ TrainResult train(const TrainConfig& config, const data::Dataset& train_set, con
   config.validate();
   const Device device = Device::parse(config.device);
   const fs::path out(config.out);
-  fs::create_directories(out);
+  create_run_folder(out);
   const fs::path checkpoint_path = out / "checkpoint.safetensors";
   const fs::path metrics_path = out / "metrics.jsonl";
 
@@ -397,7 +533,7 @@ TrainResult train(const TrainConfig& config, const data::Dataset& train_set, con
     const auto saved_config = resumed_meta.find("config");
     BASIN_CHECK(saved_config != resumed_meta.end(), checkpoint_path.string(),
                 " is not a basin checkpoint (no 'config' in its metadata)");
-    const std::string mismatch = run_mismatch(config, TrainConfig::from_json(saved_config->second));
+    const std::string mismatch = run_mismatch(config, TrainConfig::from_json(saved_config->second, checkpoint_path.string() + "'s configuration"));
     BASIN_CHECK(mismatch.empty(), "--resume: ", checkpoint_path.string(), " belongs to another run: ", mismatch);
     model->load_state_dict(model_tensors(resumed));
   } else if (!config.init.empty()) {
@@ -429,6 +565,11 @@ TrainResult train(const TrainConfig& config, const data::Dataset& train_set, con
     default_generator().set_state(
         metadata_number<std::uint64_t>(resumed_meta, "rng_seed", checkpoint_path.string()),
         metadata_number<std::uint64_t>(resumed_meta, "rng_offset", checkpoint_path.string()));
+    if (const auto row = resumed_meta.find("epoch_metrics"); row != resumed_meta.end()) progress.epoch_row = row->second;
+    if (const auto so_far = resumed_meta.find("epoch_so_far"); so_far != resumed_meta.end()) {
+      progress.epoch_so_far = so_far->second;
+    }
+    reconcile_metrics(metrics_path, progress.epoch, progress.epoch_row);
   } else {
     const fs::path config_path = out / "config.json";
     const bool holds_run = fs::exists(checkpoint_path) || fs::exists(config_path) || fs::exists(metrics_path);
@@ -437,9 +578,11 @@ TrainResult train(const TrainConfig& config, const data::Dataset& train_set, con
                 " --resume, or replace it with --overwrite");
     // The old checkpoint goes first: a kill between these lines must never
     // leave its weights beside the new configuration.
-    fs::remove(checkpoint_path);
-    std::ofstream(config_path) << config.to_json() << "\n";
-    std::ofstream(metrics_path, std::ios::trunc);  // a fresh run starts a fresh log
+    std::error_code ec;
+    fs::remove(checkpoint_path, ec);
+    BASIN_CHECK(!ec, "cannot remove the old checkpoint ", checkpoint_path.string(), ": ", ec.message());
+    write_file_atomically(config_path.string(), config.to_json() + "\n", "basin-train");
+    write_file_atomically(metrics_path.string(), "", "basin-train");  // a fresh run starts a fresh log
   }
 
   // ---- data
@@ -495,6 +638,19 @@ TrainResult train(const TrainConfig& config, const data::Dataset& train_set, con
     ProgressLine line(log, interactive, e + 1, config.epochs, steps_per_epoch);
     double lr = config.lr;
     const std::int64_t first_batch = e == progress.epoch ? progress.batch : 0;
+    // A resumed epoch's row counts the steps run before the interruption too.
+    EpochSoFar before;
+    if (first_batch > 0 && !progress.epoch_so_far.empty()) {
+      before = EpochSoFar::from_json(progress.epoch_so_far, checkpoint_path.string());
+      tally.restore(before);
+    } else if (first_batch > 0) {
+      log << "note: " << checkpoint_path.string() << " does not record the first " << first_batch
+          << " steps of epoch " << e + 1 << "; its metrics row covers the steps after the resume\n";
+    }
+    const auto epoch_seconds = [&] {
+      return before.seconds + std::chrono::duration<double>(Clock::now() - epoch_start).count();
+    };
+    const auto epoch_peak_memory = [&] { return std::max(before.peak_memory_bytes, memory_stats(device).peak_bytes); };
     const std::int64_t step_before = progress.global_step;
     std::int64_t done = first_batch;
 
@@ -535,6 +691,9 @@ TrainResult train(const TrainConfig& config, const data::Dataset& train_set, con
         stop_if_diverged(tally, e, first_batch, step_before);
         progress.epoch = e;
         progress.batch = done;
+        progress.epoch_so_far =
+            EpochSoFar{tally.loss_sum.item(), tally.correct.item(), tally.seen, epoch_seconds(), epoch_peak_memory()}
+                .to_json();
         save_if_finite(progress);
         log << "interrupted: saved " << checkpoint_path.string() << " at epoch " << e + 1 << ", batch " << done
             << "; continue with --resume --out " << config.out << "\n";
@@ -544,7 +703,7 @@ TrainResult train(const TrainConfig& config, const data::Dataset& train_set, con
     }
     line.finish();
     stop_if_diverged(tally, e, first_batch, step_before);
-    const double seconds = std::chrono::duration<double>(Clock::now() - epoch_start).count();
+    const double seconds = epoch_seconds();
 
     EpochMetrics m;
     m.epoch = e + 1;
@@ -553,17 +712,22 @@ TrainResult train(const TrainConfig& config, const data::Dataset& train_set, con
     m.lr = lr;
     m.seconds = seconds;
     m.images_per_second = seconds > 0 ? static_cast<double>(tally.seen) / seconds : 0.0;
-    m.peak_memory_bytes = memory_stats(device).peak_bytes;
+    m.peak_memory_bytes = epoch_peak_memory();
     std::tie(m.test_loss, m.test_accuracy) = evaluate(*model, test_loader, config.label_smoothing);
     // Finite weights can still be far gone: logits that overflow to infinity.
     BASIN_CHECK(std::isfinite(m.test_loss), "training diverged: the test loss after epoch ", e + 1, " (step ",
                 progress.global_step, ") is ", m.test_loss, checkpoint_kept());
     model->train();
 
-    std::ofstream(metrics_path, std::ios::app) << m.to_json() << "\n";
+    // The checkpoint first, carrying the row: a kill between the two lines
+    // leaves a row to recover (reconcile_metrics), never a row of an epoch
+    // the checkpoint does not hold.
     progress.epoch = e + 1;
     progress.batch = 0;
+    progress.epoch_row = m.to_json();
+    progress.epoch_so_far.clear();
     save_if_finite(progress);
+    append_to_file(metrics_path.string(), m.to_json() + "\n", "basin-train");
     if (sam && !sam->last_step_finite()) log << "warning: the last SAM step met a non-finite gradient norm\n";
 
     char text[256];

@@ -48,7 +48,12 @@ struct TrainConfig {
   // Throws basin::Error naming the first bad value ("--lr must be positive, got -1").
   void validate() const;
   std::string to_json() const;
-  static TrainConfig from_json(const std::string& json);
+  // Errors name `source` (a file, or "the checkpoint's configuration"), the key
+  // and the value: "runs/a/config.json: 'epochs' must be an integer, got \"ten\"".
+  // Keys that are absent keep their defaults.
+  static TrainConfig from_json(const std::string& json, const std::string& source = "the configuration");
+  // A run folder's config.json; a missing or unreadable file is an error saying which and why.
+  static TrainConfig read_file(const std::string& path);
 };
 
 struct EpochMetrics {

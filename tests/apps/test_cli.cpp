@@ -1,9 +1,11 @@
 // basin-train's command line: bad values exit non-zero with one line on stderr.
 #include <catch2/catch.hpp>
 
+#include <fstream>
 #include <string>
 
 #include "support/run_program.h"
+#include "support/temp_dir.h"
 
 namespace {
 
@@ -34,6 +36,8 @@ TEST_CASE("basin-train rejects bad values with one line and a non-zero exit", "[
       {"--epochs abc", "--epochs"},
       {"--epochs 9223372036854775807 --device cpu", "--epochs must be in [1, 1000000]"},
       {"--seed -1 --device cpu", "--seed"},
+      {"--out '' --device cpu", "--out must name the run folder, got an empty path"},
+      {"--resume --out /nonexistent/basin-run", "/nonexistent/basin-run/config.json not found"},
   };
   for (const Case& c : cases) {
     const basin::testing::ProgramOutcome outcome = run(c.arguments);
@@ -52,4 +56,15 @@ TEST_CASE("basin-train --help and --summary", "[cli]") {
   INFO(summary.output);
   CHECK(summary.status == 0);
   CHECK(summary.output.find("total parameters: 269722") != std::string::npos);
+}
+
+TEST_CASE("basin-train --resume names the file, key and value of a bad config.json", "[cli][errors]") {
+  const basin::testing::TempDir dir("cli_bad_config");
+  std::ofstream(dir.file("config.json")) << R"({"model": "cnn-small", "epochs": "ten"})";
+  const basin::testing::ProgramOutcome outcome = run("--resume --out " + dir.str());
+  INFO(outcome.output);
+  CHECK(outcome.status == 1);
+  CHECK(outcome.output.find(dir.file("config.json") + ": 'epochs' must be an integer, got \"ten\"") !=
+        std::string::npos);
+  CHECK(line_count(outcome.output) == 1);
 }

@@ -8,6 +8,7 @@
 #include <iterator>
 #include <map>
 #include <sstream>
+#include <nlohmann/json.hpp>
 #include <utility>
 
 #include "apps/trainer.h"
@@ -352,4 +353,127 @@ TEST_CASE("resume refuses a checkpoint written by another run", "[trainer][error
   config.seed = 3;
   config.lr = 0.01;  // a new learning rate for the rest of the run is allowed
   CHECK(apps::train(config, train_set, test_set, log).epochs_done == 2);
+}
+
+namespace {
+
+// A metrics row without the fields that measure time and memory, which differ
+// from one run to the next.
+std::string row_without_timing(const std::string& line) {
+  nlohmann::json row = nlohmann::json::parse(line);
+  for (const char* key : {"epoch_seconds", "images_per_second", "peak_memory_bytes"}) row.erase(key);
+  return row.dump();
+}
+
+std::vector<std::string> rows_without_timing(const fs::path& metrics) {
+  std::vector<std::string> rows;
+  for (const std::string& line : lines_of(metrics)) rows.push_back(row_without_timing(line));
+  return rows;
+}
+
+}  // namespace
+
+TEST_CASE("an epoch interrupted and resumed has one row describing the whole epoch", "[trainer]") {
+  const data::Dataset train_set = synthetic(64, 1, "synthetic train");
+  const data::Dataset test_set = synthetic(16, 2, "synthetic test");
+  std::ostringstream log;
+  const TempDir straight("trainer_row_straight");
+  apps::train(small_config(straight.str()), train_set, test_set, log);
+
+  // Stopped after the first of four steps of epoch 1, resumed, stopped after
+  // the first step of epoch 2, resumed again.
+  const TempDir pieces("trainer_row_pieces");
+  apps::TrainConfig config = small_config(pieces.str());
+  for (int piece = 0; piece < 3; ++piece) {
+    apps::stop_requested() = piece < 2;
+    config.resume = piece > 0;
+    apps::train(config, train_set, test_set, log);
+    if (piece == 0) {
+      // A step at a time: the interrupted epoch's row only comes with its end.
+      CHECK(lines_of(pieces.path() / "metrics.jsonl").empty());
+    }
+  }
+  apps::stop_requested() = false;
+  INFO(log.str());
+  CHECK(rows_without_timing(pieces.path() / "metrics.jsonl") == rows_without_timing(straight.path() / "metrics.jsonl"));
+  check_same_checkpoint(straight.file("checkpoint.safetensors"), pieces.file("checkpoint.safetensors"));
+}
+
+TEST_CASE("metrics.jsonl holds one row per epoch whatever moment a run was killed at", "[trainer]") {
+  const data::Dataset train_set = synthetic(64, 1, "synthetic train");
+  const data::Dataset test_set = synthetic(16, 2, "synthetic test");
+  std::ostringstream log;
+  // A constant learning rate: the run of one epoch below then takes the same
+  // steps as the first epoch of the run of two.
+  apps::TrainConfig straight_config = small_config("");
+  straight_config.schedule = "constant";
+  const TempDir straight("trainer_rows_straight");
+  straight_config.out = straight.str();
+  apps::train(straight_config, train_set, test_set, log);
+  const std::vector<std::string> expected = rows_without_timing(straight.path() / "metrics.jsonl");
+  REQUIRE(expected.size() == 2);
+
+  const TempDir dir("trainer_rows_killed");
+  apps::TrainConfig config = straight_config;
+  config.out = dir.str();
+  config.epochs = 1;
+  apps::train(config, train_set, test_set, log);
+  const fs::path metrics = dir.path() / "metrics.jsonl";
+  config.epochs = 2;
+  config.resume = true;
+  const std::string first_row = lines_of(metrics).at(0);
+
+  SECTION("killed after the checkpoint, before its row was appended") {
+    std::ofstream(metrics, std::ios::trunc);
+  }
+  SECTION("killed while appending the row") {
+    std::ofstream(metrics, std::ios::trunc) << first_row.substr(0, first_row.size() / 2);
+  }
+  SECTION("killed after a row of an epoch the checkpoint does not hold") {
+    std::ofstream(metrics, std::ios::app) << "{\"epoch\":2,\"train_loss\":9.0}\n{\"epoch\":3,";
+  }
+  apps::train(config, train_set, test_set, log);
+  INFO(log.str());
+  CHECK(rows_without_timing(metrics) == expected);
+}
+
+TEST_CASE("config.json errors name the file, the key and the value", "[trainer][errors]") {
+  using Catch::Matchers::Contains;
+  CHECK_THROWS_WITH(apps::TrainConfig::from_json(R"({"epochs": "ten"})", "runs/a/config.json"),
+                    Contains("runs/a/config.json: 'epochs' must be an integer, got \"ten\""));
+  CHECK_THROWS_WITH(apps::TrainConfig::from_json(R"({"lr": true})", "c.json"),
+                    Contains("c.json: 'lr' must be a number, got true"));
+  CHECK_THROWS_WITH(apps::TrainConfig::from_json(R"({"seed": -1})", "c.json"),
+                    Contains("c.json: 'seed' must be a non-negative integer, got -1"));
+  CHECK_THROWS_WITH(apps::TrainConfig::from_json(R"({"batch_size": 2.5})", "c.json"),
+                    Contains("c.json: 'batch_size' must be an integer, got 2.5"));
+  CHECK_THROWS_WITH(apps::TrainConfig::from_json(R"({"model": 18})", "c.json"),
+                    Contains("c.json: 'model' must be a string, got 18"));
+  CHECK_THROWS_WITH(apps::TrainConfig::from_json(R"({"nesterov": 1})", "c.json"),
+                    Contains("c.json: 'nesterov' must be true or false, got 1"));
+  CHECK_THROWS_WITH(apps::TrainConfig::from_json("[1, 2]", "c.json"), Contains("c.json must hold a JSON object"));
+  CHECK_THROWS_WITH(apps::TrainConfig::from_json("{not json", "c.json"), Contains("c.json is not valid JSON"));
+
+  const TempDir dir("trainer_config_file");
+  CHECK_THROWS_WITH(apps::TrainConfig::read_file(dir.file("config.json")),
+                    Contains(dir.file("config.json") + " not found"));
+  fs::create_directory(dir.path() / "folder.json");
+  CHECK_THROWS_WITH(apps::TrainConfig::read_file(dir.file("folder.json")),
+                    Contains(dir.file("folder.json") + " is not a regular file"));
+}
+
+TEST_CASE("a run folder that cannot be made or used is an error naming it", "[trainer][errors]") {
+  using Catch::Matchers::Contains;
+  const data::Dataset d = synthetic(16, 1, "synthetic");
+  std::ostringstream log;
+  apps::TrainConfig config = small_config("");
+  CHECK_THROWS_WITH(apps::train(config, d, d, log), Contains("--out must name the run folder"));
+
+  const TempDir dir("trainer_out_file");
+  std::ofstream(dir.path() / "plain") << "not a folder";
+  config.out = dir.file("plain");
+  CHECK_THROWS_WITH(apps::train(config, d, d, log), Contains("--out " + dir.file("plain") + " exists and is not a folder"));
+  config.out = dir.file("plain") + "/run";
+  CHECK_THROWS_WITH(apps::train(config, d, d, log),
+                    Contains("cannot create the run folder " + config.out + ": ") && Contains("Not a directory"));
 }
