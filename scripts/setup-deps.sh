@@ -2,7 +2,8 @@
 # Installs the Debian packages basin needs to build and run its tests, and
 # only those that are missing. Quiet when everything is already installed.
 #
-#   bash scripts/setup-deps.sh
+#   bash scripts/setup-deps.sh          # what building and testing need
+#   bash scripts/setup-deps.sh fuzz     # that, plus Clang and libFuzzer (scripts/fuzz.sh)
 #
 # The CUDA toolkit is not installed here: the build finds it at
 # /usr/local/cuda when it is present and builds the CPU backend alone when not.
@@ -12,6 +13,14 @@ set -euo pipefail
 
 # libboost-context-dev: the fibers of the CUDA emulator (-DBASIN_CUDA=EMULATE).
 packages=(cmake ninja-build g++ catch2 libcli11-dev nlohmann-json3-dev libboost-context-dev)
+# Optional groups, named on the command line, add to those.
+for group in "$@"; do
+  case "$group" in
+    # Clang 14 (bookworm's) and its runtimes: libFuzzer and the sanitizers.
+    fuzz) packages+=(clang libclang-rt-14-dev) ;;
+    *) echo "setup-deps: unknown package group '$group' (expected: fuzz)" >&2; exit 2 ;;
+  esac
+done
 
 missing=()
 for pkg in "${packages[@]}"; do
