@@ -21,8 +21,6 @@ namespace {
 
 constexpr const char* kOp = "batch_norm";
 
-kernels::TensorArg optional_arg(const Tensor& t) { return t.defined() ? arg(t) : kernels::TensorArg{}; }
-
 // A per-channel vector (weight, bias, running statistics) must be [C] and sit
 // beside the input with the input's dtype.
 void check_channel_vector(const Tensor& input, const Tensor& t, const char* name) {
@@ -81,37 +79,19 @@ Tensor batch_norm(const Tensor& input, const Tensor& weight, const Tensor& bias,
     }
     const kernels::TensorArg running_mean = update ? arg(state.running_mean) : kernels::TensorArg{};
     const kernels::TensorArg running_var = update ? arg(state.running_var) : kernels::TensorArg{};
-    run_kernel(
-        device,
-        [&] {
-          kernels::cpu::batch_norm_stats(arg(mean), arg(invstd), arg(x), shape, state.eps, running_mean, running_var,
-                                         state.momentum);
-        },
-        [&] {
-          kernels::cuda::batch_norm_stats(arg(mean), arg(invstd), arg(x), shape, state.eps, running_mean,
-                                          running_var, state.momentum);
-        });
+    BASIN_RUN_KERNEL(device, batch_norm_stats, arg(mean), arg(invstd), arg(x), shape, state.eps, running_mean,
+                     running_var, state.momentum);
   } else {
     const Tensor running_var = state.running_var.detach().contiguous();
-    run_kernel(
-        device, [&] { kernels::cpu::batch_norm_invstd(arg(invstd), arg(running_var), state.eps); },
-        [&] { kernels::cuda::batch_norm_invstd(arg(invstd), arg(running_var), state.eps); });
+    BASIN_RUN_KERNEL(device, batch_norm_invstd, arg(invstd), arg(running_var), state.eps);
     // A training step may move the running mean in place before this graph's
     // backward runs, so a recorded graph keeps its own copy of the value used.
     mean = recording ? state.running_mean.detach().clone() : state.running_mean.detach().contiguous();
   }
 
   Tensor out = empty(input.shape(), options);
-  run_kernel(
-      device,
-      [&] {
-        kernels::cpu::batch_norm_normalize(arg(out), arg(x), arg(mean), arg(invstd), optional_arg(w), optional_arg(b),
-                                           shape);
-      },
-      [&] {
-        kernels::cuda::batch_norm_normalize(arg(out), arg(x), arg(mean), arg(invstd), optional_arg(w),
-                                            optional_arg(b), shape);
-      });
+  BASIN_RUN_KERNEL(device, batch_norm_normalize, arg(out), arg(x), arg(mean), arg(invstd), optional_arg(w),
+                   optional_arg(b), shape);
   if (!recording) return out;
 
   return record(kOp, out, {input, weight, bias},
@@ -123,16 +103,8 @@ Tensor batch_norm(const Tensor& input, const Tensor& weight, const Tensor& bias,
                   if ((training && needs[0]) || needs[1] || needs[2]) {
                     sum_dy = empty({shape.channels}, vector_options);
                     sum_dy_xhat = empty({shape.channels}, vector_options);
-                    run_kernel(
-                        dy.device(),
-                        [&] {
-                          kernels::cpu::batch_norm_backward_reduce(arg(sum_dy), arg(sum_dy_xhat), arg(dy), arg(x),
-                                                                   arg(mean), arg(invstd), shape);
-                        },
-                        [&] {
-                          kernels::cuda::batch_norm_backward_reduce(arg(sum_dy), arg(sum_dy_xhat), arg(dy), arg(x),
-                                                                    arg(mean), arg(invstd), shape);
-                        });
+                    BASIN_RUN_KERNEL(dy.device(), batch_norm_backward_reduce, arg(sum_dy), arg(sum_dy_xhat), arg(dy),
+                                     arg(x), arg(mean), arg(invstd), shape);
                   }
                   Tensor dx;
                   if (needs[0]) {
@@ -140,16 +112,8 @@ Tensor batch_norm(const Tensor& input, const Tensor& weight, const Tensor& bias,
                     // Eval passes no sums: the kernel then computes dy * weight * invstd.
                     const kernels::TensorArg s1 = training ? arg(sum_dy) : kernels::TensorArg{};
                     const kernels::TensorArg s2 = training ? arg(sum_dy_xhat) : kernels::TensorArg{};
-                    run_kernel(
-                        dy.device(),
-                        [&] {
-                          kernels::cpu::batch_norm_backward_input(arg(dx), arg(dy), arg(x), arg(mean), arg(invstd),
-                                                                  optional_arg(w), s1, s2, shape);
-                        },
-                        [&] {
-                          kernels::cuda::batch_norm_backward_input(arg(dx), arg(dy), arg(x), arg(mean), arg(invstd),
-                                                                   optional_arg(w), s1, s2, shape);
-                        });
+                    BASIN_RUN_KERNEL(dy.device(), batch_norm_backward_input, arg(dx), arg(dy), arg(x), arg(mean),
+                                     arg(invstd), optional_arg(w), s1, s2, shape);
                   }
                   return TensorList{dx, needs[1] ? sum_dy_xhat : Tensor(), needs[2] ? sum_dy : Tensor()};
                 });

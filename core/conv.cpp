@@ -74,7 +74,10 @@ kernels::Conv2dShape conv_shape(const Tensor& input, const Tensor& weight, const
   return g;
 }
 
-// The three computations on detached tensors; none is recorded.
+// The three computations on detached tensors; none is recorded. They call
+// run_kernel, not BASIN_RUN_KERNEL: the CUDA entry points take one more
+// argument, allow_tf32 (cuDNN's TF32 tensor-core mode), which has no meaning
+// for the CPU reference.
 
 Tensor forward(const kernels::Conv2dShape& g, const Tensor& input, const Tensor& weight, const Tensor& bias) {
   const Tensor x = input.contiguous();

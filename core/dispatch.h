@@ -1,15 +1,17 @@
-// How core/ reaches the kernels: TensorArg for a tensor, and a choice between
-// the CPU and the CUDA entry point by device.
+// How core/ reaches the kernels: TensorArg for a tensor, a choice between the
+// CPU and the CUDA entry point by device, and the argument checks every op
+// wrapper shares.
 //
-//   run_kernel(out.device(),
-//              [&] { kernels::cpu::unary(op, arg(out), arg(x), s); },
-//              [&] { kernels::cuda::unary(op, arg(out), arg(x), s); });
+//   BASIN_RUN_KERNEL(out.device(), unary, op, arg(out), arg(x), s);
 //
-// In a build without CUDA the second lambda is never called, so its body is
-// never emitted and the missing CUDA symbols are never referenced. No CUDA
-// tensor can exist in such a build (Device::cuda() throws), so the throw below
-// is a guard, not a path.
+// runs kernels::cpu::unary(op, arg(out), arg(x), s) on a CPU tensor and
+// kernels::cuda::unary(...) with the same arguments on a CUDA one. In a build
+// without CUDA the CUDA call is never emitted, so the missing CUDA symbols are
+// never referenced. No CUDA tensor can exist in such a build (Device::cuda()
+// throws), so the throw in run_kernel is a guard, not a path.
 #pragma once
+
+#include <initializer_list>
 
 #include "core/tensor.h"
 #include "kernels/tensor_arg.h"
@@ -18,7 +20,13 @@ namespace basin {
 
 // The kernel's view of a tensor (pointer at the first element, sizes, strides).
 kernels::TensorArg arg(const Tensor& tensor);
+// arg(tensor), or a default TensorArg (data == nullptr) for an undefined
+// tensor: how an absent optional argument reaches a kernel.
+kernels::TensorArg optional_arg(const Tensor& tensor);
 
+// Calls cpu_kernel() on a CPU device and cuda_kernel() on a CUDA one. Prefer
+// BASIN_RUN_KERNEL, which writes both calls from one argument list; call this
+// directly only where the two backends' entry points differ.
 template <class CpuKernel, class CudaKernel>
 void run_kernel(Device device, CpuKernel&& cpu_kernel, CudaKernel&& cuda_kernel) {
   if (device.is_cpu()) {
@@ -33,7 +41,17 @@ void run_kernel(Device device, CpuKernel&& cpu_kernel, CudaKernel&& cuda_kernel)
 #endif
 }
 
-// Checks that every tensor is on `device`, naming the op and the culprits.
+// BASIN_RUN_KERNEL(device, name, args...): kernels::cpu::name(args...) on a
+// CPU device, kernels::cuda::name(args...) on a CUDA one. The kernel and its
+// arguments are written once, so the two backends' calls cannot drift apart.
+// A macro because the two entry points are overload sets in two namespaces,
+// which no function parameter can name.
+#define BASIN_RUN_KERNEL(device, kernel, ...)                         \
+  ::basin::run_kernel(                                                \
+      (device), [&] { ::basin::kernels::cpu::kernel(__VA_ARGS__); }, \
+      [&] { ::basin::kernels::cuda::kernel(__VA_ARGS__); })
+
+// Checks that every tensor is on the first one's device, naming the op and the culprits.
 void check_same_device(const char* op, std::initializer_list<const Tensor*> tensors);
 // Checks that every tensor has the same floating dtype.
 void check_same_floating_dtype(const char* op, std::initializer_list<const Tensor*> tensors);

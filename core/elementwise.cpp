@@ -17,9 +17,7 @@ namespace {
 Tensor run_unary(const char* op_name, UnaryOp op, const Tensor& x, ScalarArgs s = {}) {
   check_same_floating_dtype(op_name, {&x});
   Tensor out = empty_like(x);
-  run_kernel(
-      x.device(), [&] { kernels::cpu::unary(op, arg(out), arg(x), s); },
-      [&] { kernels::cuda::unary(op, arg(out), arg(x), s); });
+  BASIN_RUN_KERNEL(x.device(), unary, op, arg(out), arg(x), s);
   return out;
 }
 
@@ -32,9 +30,7 @@ Tensor run_binary(const char* op_name, BinaryOp op, const Tensor& a, const Tenso
   const Tensor a_wide = a.detach().expand(shape);
   const Tensor b_wide = b.detach().expand(shape);
   Tensor out = empty(shape, TensorOptions(a.dtype()).device(a.device()));
-  run_kernel(
-      a.device(), [&] { kernels::cpu::binary(op, arg(out), arg(a_wide), arg(b_wide), s); },
-      [&] { kernels::cuda::binary(op, arg(out), arg(a_wide), arg(b_wide), s); });
+  BASIN_RUN_KERNEL(a.device(), binary, op, arg(out), arg(a_wide), arg(b_wide), s);
   return out;
 }
 
@@ -176,9 +172,7 @@ Tensor& Tensor::add_(const Tensor& other, double alpha) {
   BASIN_CHECK(!(requires_grad() && grad_mode_enabled()),
               "add_: in-place update of a tensor that requires grad; wrap it in NoGradGuard");
   const Tensor wide = other.detach().expand(shape());
-  run_kernel(
-      device(), [&] { kernels::cpu::binary(BinaryOp::AddScaled, arg(*this), arg(*this), arg(wide), {alpha}); },
-      [&] { kernels::cuda::binary(BinaryOp::AddScaled, arg(*this), arg(*this), arg(wide), {alpha}); });
+  BASIN_RUN_KERNEL(device(), binary, BinaryOp::AddScaled, arg(*this), arg(*this), arg(wide), {alpha});
   return *this;
 }
 
@@ -186,9 +180,7 @@ Tensor& Tensor::mul_(double factor) {
   check_same_floating_dtype("mul_", {this});
   BASIN_CHECK(!(requires_grad() && grad_mode_enabled()),
               "mul_: in-place update of a tensor that requires grad; wrap it in NoGradGuard");
-  run_kernel(
-      device(), [&] { kernels::cpu::unary(UnaryOp::MulScalar, arg(*this), arg(*this), {factor}); },
-      [&] { kernels::cuda::unary(UnaryOp::MulScalar, arg(*this), arg(*this), {factor}); });
+  BASIN_RUN_KERNEL(device(), unary, UnaryOp::MulScalar, arg(*this), arg(*this), {factor});
   return *this;
 }
 

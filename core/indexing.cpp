@@ -29,9 +29,7 @@ void check_index(const char* op, const Tensor& x, const Tensor& index) {
 void check_index_range(const char* op, const Tensor& index, std::int64_t dim, std::int64_t size) {
   if (index.numel() == 0) return;
   Tensor range = empty({2}, TensorOptions(kInt64).device(index.device()));
-  run_kernel(
-      index.device(), [&] { kernels::cpu::index_range(arg(range), arg(index)); },
-      [&] { kernels::cuda::index_range(arg(range), arg(index)); });
+  BASIN_RUN_KERNEL(index.device(), index_range, arg(range), arg(index));
   const std::vector<std::int64_t> bounds = range.to_vector<std::int64_t>();
   const std::int64_t bad = bounds[0] < 0 ? bounds[0] : bounds[1];
   BASIN_CHECK(bounds[0] >= 0 && bounds[1] < size, op, ": index ", bad, " is out of range for dimension ", dim,
@@ -101,18 +99,13 @@ Tensor index_select(const Tensor& x, std::int64_t dim, const Tensor& index) {
   Shape shape = x.shape();
   shape[d] = positions.numel();
   Tensor out = empty(shape, TensorOptions(x.dtype()).device(x.device()));
-  run_kernel(
-      x.device(), [&] { kernels::cpu::index_select(arg(out), arg(source), arg(positions), layout); },
-      [&] { kernels::cuda::index_select(arg(out), arg(source), arg(positions), layout); });
+  BASIN_RUN_KERNEL(x.device(), index_select, arg(out), arg(source), arg(positions), layout);
 
   return record(
       "index_select", out, {x}, [positions, layout, input_shape = x.shape()](const Tensor& g, const GradNeeds&) {
         const Tensor grad_out = g.contiguous();
         Tensor grad_in = empty(input_shape, TensorOptions(g.dtype()).device(g.device()));
-        run_kernel(
-            g.device(),
-            [&] { kernels::cpu::index_select_backward(arg(grad_in), arg(grad_out), arg(positions), layout); },
-            [&] { kernels::cuda::index_select_backward(arg(grad_in), arg(grad_out), arg(positions), layout); });
+        BASIN_RUN_KERNEL(g.device(), index_select_backward, arg(grad_in), arg(grad_out), arg(positions), layout);
         return TensorList{grad_in};
       });
 }
@@ -132,16 +125,12 @@ Tensor gather(const Tensor& x, std::int64_t dim, const Tensor& index) {
   const Tensor source = x.detach();  // any strides: the kernel addresses x through them
   Tensor out = empty(index.shape(), TensorOptions(x.dtype()).device(x.device()));
   const int axis = static_cast<int>(d);
-  run_kernel(
-      x.device(), [&] { kernels::cpu::gather(arg(out), arg(source), arg(positions), axis); },
-      [&] { kernels::cuda::gather(arg(out), arg(source), arg(positions), axis); });
+  BASIN_RUN_KERNEL(x.device(), gather, arg(out), arg(source), arg(positions), axis);
 
   return record("gather", out, {x}, [positions, axis, input_shape = x.shape()](const Tensor& g, const GradNeeds&) {
     const Tensor grad_out = g.contiguous();
     Tensor grad_in = empty(input_shape, TensorOptions(g.dtype()).device(g.device()));
-    run_kernel(
-        g.device(), [&] { kernels::cpu::gather_backward(arg(grad_in), arg(grad_out), arg(positions), axis); },
-        [&] { kernels::cuda::gather_backward(arg(grad_in), arg(grad_out), arg(positions), axis); });
+    BASIN_RUN_KERNEL(g.device(), gather_backward, arg(grad_in), arg(grad_out), arg(positions), axis);
     return TensorList{grad_in};
   });
 }

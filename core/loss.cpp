@@ -30,9 +30,7 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& labels, double label_sm
   const Tensor y = labels.detach().contiguous();
   Tensor losses = empty({rows}, TensorOptions(x.dtype()).device(x.device()));
   Tensor lse = empty({rows}, TensorOptions(kFloat64).device(x.device()));
-  run_kernel(
-      x.device(), [&] { kernels::cpu::cross_entropy_forward(arg(losses), arg(lse), arg(x), arg(y), label_smoothing); },
-      [&] { kernels::cuda::cross_entropy_forward(arg(losses), arg(lse), arg(x), arg(y), label_smoothing); });
+  BASIN_RUN_KERNEL(x.device(), cross_entropy_forward, arg(losses), arg(lse), arg(x), arg(y), label_smoothing);
 
   Tensor out = losses;
   if (reduction == Reduction::Sum) out = sum(losses);
@@ -44,14 +42,8 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& labels, double label_sm
     // stride-0 view: no copy, and no read of its value on the host.
     const Tensor g_rows = g.dim() == 0 ? g.reshape({1}).expand({rows}) : g;
     Tensor gx = empty_like(x);
-    run_kernel(
-        x.device(),
-        [&] {
-          kernels::cpu::cross_entropy_backward(arg(gx), arg(g_rows), scale, arg(x), arg(lse), arg(y), label_smoothing);
-        },
-        [&] {
-          kernels::cuda::cross_entropy_backward(arg(gx), arg(g_rows), scale, arg(x), arg(lse), arg(y), label_smoothing);
-        });
+    BASIN_RUN_KERNEL(x.device(), cross_entropy_backward, arg(gx), arg(g_rows), scale, arg(x), arg(lse), arg(y),
+                     label_smoothing);
     return TensorList{gx};
   });
 }

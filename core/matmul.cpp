@@ -114,9 +114,7 @@ Tensor product(const Tensor& a, const Tensor& b) {
   const kernels::GemmOperand op_a = gemm_operand(a_wide);
   const kernels::GemmOperand op_b = gemm_operand(b_wide);
   const kernels::GemmShape shape{shape_numel(batch), m, n, k};
-  run_kernel(
-      a.device(), [&] { kernels::cpu::gemm(a.dtype(), shape, out.data_ptr(), op_a, op_b); },
-      [&] { kernels::cuda::gemm(a.dtype(), shape, out.data_ptr(), op_a, op_b); });
+  BASIN_RUN_KERNEL(a.device(), gemm, a.dtype(), shape, out.data_ptr(), op_a, op_b);
   return out;
 }
 

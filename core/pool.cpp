@@ -72,16 +72,12 @@ Tensor max_pool2d(const Tensor& input, Pair kernel, Pair stride, Pair padding) {
   // int32 positions within a plane: half the bytes of int64, and a plane never
   // holds 2^31 elements (checked above).
   Tensor indices = empty(output_shape(s), options.dtype(kInt32));
-  run_kernel(
-      input.device(), [&] { kernels::cpu::max_pool2d(arg(out), arg(indices), arg(x), s); },
-      [&] { kernels::cuda::max_pool2d(arg(out), arg(indices), arg(x), s); });
+  BASIN_RUN_KERNEL(input.device(), max_pool2d, arg(out), arg(indices), arg(x), s);
   // Backward needs only where each maximum came from, not the input itself.
   return record("max_pool2d", out, {input}, [indices, s](const Tensor& g, const GradNeeds&) {
     const Tensor g_dense = g.contiguous();
     Tensor grad_in = empty(input_shape(s), TensorOptions(g.dtype()).device(g.device()));
-    run_kernel(
-        g.device(), [&] { kernels::cpu::max_pool2d_backward(arg(grad_in), arg(g_dense), arg(indices), s); },
-        [&] { kernels::cuda::max_pool2d_backward(arg(grad_in), arg(g_dense), arg(indices), s); });
+    BASIN_RUN_KERNEL(g.device(), max_pool2d_backward, arg(grad_in), arg(g_dense), arg(indices), s);
     return TensorList{grad_in};
   });
 }
@@ -90,16 +86,12 @@ Tensor avg_pool2d(const Tensor& input, Pair kernel, Pair stride, Pair padding) {
   const kernels::Pool2dShape s = pool_shape("avg_pool2d", input, kernel, stride, padding);
   const Tensor x = input.detach().contiguous();
   Tensor out = empty(output_shape(s), TensorOptions(input.dtype()).device(input.device()));
-  run_kernel(
-      input.device(), [&] { kernels::cpu::avg_pool2d(arg(out), arg(x), s); },
-      [&] { kernels::cuda::avg_pool2d(arg(out), arg(x), s); });
+  BASIN_RUN_KERNEL(input.device(), avg_pool2d, arg(out), arg(x), s);
   // The average is linear: backward needs the shapes only.
   return record("avg_pool2d", out, {input}, [s](const Tensor& g, const GradNeeds&) {
     const Tensor g_dense = g.contiguous();
     Tensor grad_in = empty(input_shape(s), TensorOptions(g.dtype()).device(g.device()));
-    run_kernel(
-        g.device(), [&] { kernels::cpu::avg_pool2d_backward(arg(grad_in), arg(g_dense), s); },
-        [&] { kernels::cuda::avg_pool2d_backward(arg(grad_in), arg(g_dense), s); });
+    BASIN_RUN_KERNEL(g.device(), avg_pool2d_backward, arg(grad_in), arg(g_dense), s);
     return TensorList{grad_in};
   });
 }
@@ -127,15 +119,11 @@ Tensor dropout(const Tensor& input, double p, bool training) {
   Tensor out = empty(x.shape(), TensorOptions(x.dtype()).device(x.device()));
   // One byte per element: the mask is all backward keeps.
   Tensor mask = empty(x.shape(), TensorOptions(kUInt8).device(x.device()));
-  run_kernel(
-      x.device(), [&] { kernels::cpu::dropout(arg(out), arg(mask), arg(x), draw, p); },
-      [&] { kernels::cuda::dropout(arg(out), arg(mask), arg(x), draw, p); });
+  BASIN_RUN_KERNEL(x.device(), dropout, arg(out), arg(mask), arg(x), draw, p);
   return record("dropout", out, {input}, [mask, p](const Tensor& g, const GradNeeds&) {
     const Tensor g_dense = g.contiguous();
     Tensor grad_in = empty_like(g_dense);
-    run_kernel(
-        g.device(), [&] { kernels::cpu::dropout_backward(arg(grad_in), arg(g_dense), arg(mask), p); },
-        [&] { kernels::cuda::dropout_backward(arg(grad_in), arg(g_dense), arg(mask), p); });
+    BASIN_RUN_KERNEL(g.device(), dropout_backward, arg(grad_in), arg(g_dense), arg(mask), p);
     return TensorList{grad_in};
   });
 }

@@ -80,9 +80,7 @@ Tensor sum_kernel(const Tensor& x, const Dims& dims, bool keepdim, double scale)
   kernels::ReduceShape layout;
   const Tensor source = as_reduce_layout(x.detach(), dims, layout);
   Tensor out = empty(reduced_shape(x.shape(), dims, keepdim), TensorOptions(x.dtype()).device(x.device()));
-  run_kernel(
-      x.device(), [&] { kernels::cpu::sum(arg(out), arg(source), layout, scale); },
-      [&] { kernels::cuda::sum(arg(out), arg(source), layout, scale); });
+  BASIN_RUN_KERNEL(x.device(), sum, arg(out), arg(source), layout, scale);
   return out;
 }
 
@@ -131,10 +129,7 @@ MaxResult max_kernel(const char* op, const Tensor& x, const Dims& dims, bool kee
   const Shape shape = reduced_shape(x.shape(), dims, keepdim);
   result.values = empty(shape, TensorOptions(x.dtype()).device(x.device()));
   result.indices = empty(shape, TensorOptions(kInt64).device(x.device()));
-  run_kernel(
-      x.device(),
-      [&] { kernels::cpu::max(arg(result.values), arg(result.indices), arg(source), result.layout); },
-      [&] { kernels::cuda::max(arg(result.values), arg(result.indices), arg(source), result.layout); });
+  BASIN_RUN_KERNEL(x.device(), max, arg(result.values), arg(result.indices), arg(source), result.layout);
   return result;
 }
 
@@ -148,10 +143,7 @@ Tensor reduce_max(const Tensor& x, const Dims& requested, bool keepdim) {
                  order = result.order](const Tensor& g, const GradNeeds&) {
                   const Tensor grad_out = g.contiguous();
                   Tensor grad_in = empty(source_shape, TensorOptions(g.dtype()).device(g.device()));
-                  run_kernel(
-                      g.device(),
-                      [&] { kernels::cpu::max_backward(arg(grad_in), arg(grad_out), arg(indices), layout); },
-                      [&] { kernels::cuda::max_backward(arg(grad_in), arg(grad_out), arg(indices), layout); });
+                  BASIN_RUN_KERNEL(g.device(), max_backward, arg(grad_in), arg(grad_out), arg(indices), layout);
                   if (order.empty()) return TensorList{grad_in};
                   Dims inverse(order.size());
                   for (std::size_t i = 0; i < order.size(); ++i) inverse[order[i]] = static_cast<std::int64_t>(i);

@@ -26,16 +26,12 @@ Tensor softmax_op(const char* op, SoftmaxKind kind, const Tensor& x, std::int64_
   }
   const Tensor source = x.detach().contiguous();
   Tensor out = empty(x.shape(), TensorOptions(x.dtype()).device(x.device()));
-  run_kernel(
-      x.device(), [&] { kernels::cpu::softmax_forward(kind, arg(out), arg(source), layout); },
-      [&] { kernels::cuda::softmax_forward(kind, arg(out), arg(source), layout); });
+  BASIN_RUN_KERNEL(x.device(), softmax_forward, kind, arg(out), arg(source), layout);
   // The backward needs only the output: softmax's derivative is a function of y.
   return record(op, out, {x}, [kind, layout, y = out.detach()](const Tensor& g, const GradNeeds&) {
     const Tensor g_dense = g.contiguous();
     Tensor gx = empty_like(y);
-    run_kernel(
-        y.device(), [&] { kernels::cpu::softmax_backward(kind, arg(gx), arg(g_dense), arg(y), layout); },
-        [&] { kernels::cuda::softmax_backward(kind, arg(gx), arg(g_dense), arg(y), layout); });
+    BASIN_RUN_KERNEL(y.device(), softmax_backward, kind, arg(gx), arg(g_dense), arg(y), layout);
     return TensorList{gx};
   });
 }

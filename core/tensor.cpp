@@ -21,42 +21,6 @@
 
 namespace basin {
 
-// ---------------------------------------------------------------- helpers
-
-kernels::TensorArg arg(const Tensor& tensor) {
-  BASIN_CHECK(tensor.defined(), "a kernel was given an undefined tensor");
-  BASIN_CHECK(tensor.dim() <= kernels::kMaxDims, "tensors of more than ", kernels::kMaxDims,
-              " dimensions are not supported (got ", shape_str(tensor.shape()), ")");
-  kernels::TensorArg a;
-  a.data = tensor.data_ptr();
-  a.dtype = tensor.dtype();
-  a.ndim = static_cast<int>(tensor.dim());
-  a.numel = tensor.numel();
-  a.contiguous = tensor.is_contiguous();
-  for (int d = 0; d < a.ndim; ++d) {
-    a.sizes[d] = tensor.shape()[d];
-    a.strides[d] = tensor.strides()[d];
-  }
-  return a;
-}
-
-void check_same_device(const char* op, std::initializer_list<const Tensor*> tensors) {
-  const Device device = (*tensors.begin())->device();
-  for (const Tensor* t : tensors) {
-    BASIN_CHECK(t->device() == device, op, ": tensors are on different devices (", device.str(), " and ",
-                t->device().str(), "); move them with .to(device) first");
-  }
-}
-
-void check_same_floating_dtype(const char* op, std::initializer_list<const Tensor*> tensors) {
-  const DType dtype = (*tensors.begin())->dtype();
-  for (const Tensor* t : tensors) {
-    BASIN_CHECK(is_floating(t->dtype()), op, ": expected a floating tensor, got ", dtype_name(t->dtype()));
-    BASIN_CHECK(t->dtype() == dtype, op, ": dtypes differ (", dtype_name(dtype), " and ", dtype_name(t->dtype()),
-                ")");
-  }
-}
-
 namespace {
 
 const TensorImpl& checked(const std::shared_ptr<TensorImpl>& impl) {
@@ -393,9 +357,7 @@ Tensor& Tensor::copy_(const Tensor& src) {
   BASIN_CHECK(src.defined(), "copy_: source is undefined");
   const Tensor source = src.shape() == shape() ? src : src.detach().expand(shape());
   if (source.device() == device()) {
-    run_kernel(
-        device(), [&] { kernels::cpu::copy(arg(*this), arg(source)); },
-        [&] { kernels::cuda::copy(arg(*this), arg(source)); });
+    BASIN_RUN_KERNEL(device(), copy, arg(*this), arg(source));
     return *this;
   }
 #if BASIN_WITH_CUDA
@@ -417,8 +379,7 @@ Tensor& Tensor::copy_(const Tensor& src) {
 }
 
 Tensor& Tensor::fill_(double value) {
-  run_kernel(
-      device(), [&] { kernels::cpu::fill(arg(*this), value); }, [&] { kernels::cuda::fill(arg(*this), value); });
+  BASIN_RUN_KERNEL(device(), fill, arg(*this), value);
   return *this;
 }
 
@@ -536,9 +497,7 @@ Tensor rand(const Shape& shape, const TensorOptions& options, double low, double
   Tensor out = empty(shape, options);
   Generator& gen = default_generator();
   const kernels::PhiloxDraw draw{gen.seed(), gen.reserve(out.numel())};
-  run_kernel(
-      out.device(), [&] { kernels::cpu::uniform(arg(out), draw, low, high); },
-      [&] { kernels::cuda::uniform(arg(out), draw, low, high); });
+  BASIN_RUN_KERNEL(out.device(), uniform, arg(out), draw, low, high);
   return out;
 }
 
@@ -547,9 +506,7 @@ Tensor randn(const Shape& shape, const TensorOptions& options, double mean, doub
   Tensor out = empty(shape, options);
   Generator& gen = default_generator();
   const kernels::PhiloxDraw draw{gen.seed(), gen.reserve(out.numel())};
-  run_kernel(
-      out.device(), [&] { kernels::cpu::normal(arg(out), draw, mean, stddev); },
-      [&] { kernels::cuda::normal(arg(out), draw, mean, stddev); });
+  BASIN_RUN_KERNEL(out.device(), normal, arg(out), draw, mean, stddev);
   return out;
 }
 

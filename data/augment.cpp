@@ -93,15 +93,8 @@ AugmentedBatch augment_batch(const Tensor& images, const Tensor& labels, const T
   out.images = empty({p.batch, p.channels, p.height, p.width}, TensorOptions(kFloat32).device(device));
   if (labels.defined()) out.labels = empty({p.batch}, TensorOptions(kInt64).device(device));
   // An absent tensor reaches the kernel as a null pointer.
-  const auto maybe = [](const Tensor& t) { return t.defined() ? arg(t) : kernels::TensorArg{}; };
-  run_kernel(
-      device,
-      [&] {
-        kernels::cpu::augment(arg(out.images), maybe(out.labels), arg(source), maybe(source_labels), maybe(index), p);
-      },
-      [&] {
-        kernels::cuda::augment(arg(out.images), maybe(out.labels), arg(source), maybe(source_labels), maybe(index), p);
-      });
+  BASIN_RUN_KERNEL(device, augment, arg(out.images), optional_arg(out.labels), arg(source),
+                   optional_arg(source_labels), optional_arg(index), p);
   return out;
 }
 

@@ -26,6 +26,7 @@
 
 #include <cstdint>
 
+#include "core/error.h"
 #include "kernels/tensor_arg.h"
 
 namespace basin::kernels {
@@ -35,6 +36,11 @@ struct BatchNormShape {
   std::int64_t channels = 0;  // C
   std::int64_t spatial = 0;   // H * W
 };
+
+// The checks both backends' batch_norm_stats runs before any work.
+inline void check_batch_norm_stats(const BatchNormShape& shape) {
+  BASIN_CHECK(shape.batch * shape.spatial > 0, "batch_norm: no values per channel to compute statistics from");
+}
 
 namespace cpu {
 void batch_norm_stats(const TensorArg& mean, const TensorArg& invstd, const TensorArg& input, BatchNormShape shape,

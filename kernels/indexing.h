@@ -21,6 +21,7 @@
 
 #include <cstdint>
 
+#include "core/error.h"
 #include "kernels/tensor_arg.h"
 
 namespace basin::kernels {
@@ -31,6 +32,9 @@ struct SelectShape {
   std::int64_t out_size = 1;  // number of indices
   std::int64_t inner = 1;
 };
+
+// The checks both backends' index_range runs before any work.
+inline void check_index_range(const TensorArg& index) { BASIN_CHECK(index.numel > 0, "index_range: empty index"); }
 
 namespace cpu {
 void index_select(const TensorArg& out, const TensorArg& in, const TensorArg& index, SelectShape shape);

@@ -15,6 +15,7 @@
 
 #include <cstdint>
 
+#include "core/error.h"
 #include "kernels/tensor_arg.h"
 
 namespace basin::kernels {
@@ -24,6 +25,11 @@ struct ReduceShape {
   std::int64_t reduce = 1;
   std::int64_t inner = 1;
 };
+
+// The checks both backends' max runs before any work.
+inline void check_max(const ReduceShape& shape) {
+  BASIN_CHECK(shape.reduce > 0, "max: cannot reduce over zero elements");
+}
 
 namespace cpu {
 void sum(const TensorArg& out, const TensorArg& in, ReduceShape shape, double scale);

@@ -44,10 +44,7 @@ Tensor clip_grad_norm_(ParameterArena& arena, double max_norm, double eps) {
   args.eps = eps;
   args.adaptive = false;
   const Tensor& grads = arena.grads();
-  run_kernel(
-      arena.device(),
-      [&] { kernels::cpu::sam_norm(arg(scale), arg(partials), kernels::TensorArg{}, arg(grads), args); },
-      [&] { kernels::cuda::sam_norm(arg(scale), arg(partials), kernels::TensorArg{}, arg(grads), args); });
+  BASIN_RUN_KERNEL(arena.device(), sam_norm, arg(scale), arg(partials), kernels::TensorArg{}, arg(grads), args);
   scale_in_place(grads, scale.select(0, kernels::kSamScale));
   return scale.select(0, kernels::kSamNorm);
 }

@@ -27,8 +27,6 @@ const ParamList& checked(const ParamList& params, const SGDOptions& o) {
   return params;
 }
 
-kernels::TensorArg optional_arg(const Tensor& t) { return t.defined() ? arg(t) : kernels::TensorArg{}; }
-
 }  // namespace
 
 SGD::SGD(const ParamList& params, const SGDOptions& options)
@@ -73,9 +71,7 @@ void SGD::update(const Tensor& saved) {
   args.first_step = steps_ == 0;
   const kernels::TensorArg w = arg(params), g = arg(arena_->grads());
   const kernels::TensorArg s = optional_arg(saved), m = optional_arg(momentum_);
-  run_kernel(
-      params.device(), [&] { kernels::cpu::sgd_update(w, s, g, m, args); },
-      [&] { kernels::cuda::sgd_update(w, s, g, m, args); });
+  BASIN_RUN_KERNEL(params.device(), sgd_update, w, s, g, m, args);
   ++steps_;
 }
 

@@ -31,8 +31,8 @@ double value_or(const TensorArg& t, std::int64_t c, double fallback) {
 
 void batch_norm_stats(const TensorArg& mean, const TensorArg& invstd, const TensorArg& input, BatchNormShape shape,
                       double eps, const TensorArg& running_mean, const TensorArg& running_var, double momentum) {
+  check_batch_norm_stats(shape);
   const std::int64_t n = shape.batch * shape.spatial;
-  BASIN_CHECK(n > 0, "batch_norm: no values per channel to compute statistics from");
   BASIN_DISPATCH_FLOATING(input.dtype, "batch_norm", T, [&] {
     const T* x = input.ptr<T>();
     for (std::int64_t c = 0; c < shape.channels; ++c) {

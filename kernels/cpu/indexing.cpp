@@ -90,7 +90,7 @@ void gather_backward(const TensorArg& grad_in, const TensorArg& grad_out, const 
 }
 
 void index_range(const TensorArg& range, const TensorArg& index) {
-  BASIN_CHECK(index.numel > 0, "index_range: empty index");
+  check_index_range(index);
   BASIN_DISPATCH_INDEX(index.dtype, "index_range", I, [&] {
     const I* at = index.ptr<I>();
     const auto [lo, hi] = std::minmax_element(at, at + index.numel);

@@ -15,9 +15,6 @@ namespace basin::kernels::cpu {
 
 namespace {
 
-using namespace optim_checks;
-
-
 // x[t] += x[t + half] for half = count / 2, count / 4, ..., 1 (count a power
 // of two): the order a shared-memory tree in one CUDA block adds in.
 double tree_sum(double* x, int count) {
@@ -34,10 +31,7 @@ static_assert((kNormThreads & (kNormThreads - 1)) == 0 && (kNormPartials & (kNor
 
 void sam_norm(const TensorArg& scale, const TensorArg& partials, const TensorArg& params, const TensorArg& grads,
               SamArgs args) {
-  check_sam("sam_norm", grads, args);
-  if (args.adaptive) check_flat("sam_norm", "params", params, grads);
-  check_float64("sam_norm", "scale", scale, kSamScaleSlots);
-  check_float64("sam_norm", "partials", partials, kNormPartials);
+  optim_checks::check_sam_norm(scale, partials, params, grads, args);
   BASIN_DISPATCH_FLOATING(grads.dtype, "sam_norm", T, [&] {
     const T* g = grads.ptr<T>();
     const T* w = args.adaptive ? params.ptr<T>() : nullptr;
@@ -77,10 +71,7 @@ void sam_norm(const TensorArg& scale, const TensorArg& partials, const TensorArg
 
 void sam_perturb(const TensorArg& params, const TensorArg& saved, const TensorArg& grads, const TensorArg& scale,
                  SamArgs args) {
-  check_sam("sam_perturb", grads, args);
-  check_flat("sam_perturb", "params", params, grads);
-  check_flat("sam_perturb", "saved", saved, grads);
-  check_float64("sam_perturb", "scale", scale, kSamScaleSlots);
+  optim_checks::check_sam_perturb(params, saved, grads, scale, args);
   BASIN_DISPATCH_FLOATING(grads.dtype, "sam_perturb", T, [&] {
     T* w = params.ptr<T>();
     T* keep = saved.ptr<T>();
@@ -105,12 +96,9 @@ void sam_perturb(const TensorArg& params, const TensorArg& saved, const TensorAr
 
 void sgd_update(const TensorArg& params, const TensorArg& saved, const TensorArg& grads, const TensorArg& momentum,
                 SgdArgs args) {
-  BASIN_CHECK(is_floating(grads.dtype) && grads.contiguous, "sgd_update: grads must be contiguous and floating");
-  check_flat("sgd_update", "params", params, grads);
+  optim_checks::check_sgd_update(params, saved, grads, momentum, args);
   const bool restore = saved.data != nullptr;
   const bool use_momentum = args.momentum != 0.0;
-  if (restore) check_flat("sgd_update", "saved", saved, grads);
-  if (use_momentum) check_flat("sgd_update", "the momentum buffer", momentum, grads);
   BASIN_DISPATCH_FLOATING(grads.dtype, "sgd_update", T, [&] {
     T* w = params.ptr<T>();
     const T* source = restore ? saved.ptr<T>() : w;

@@ -23,7 +23,7 @@ void sum(const TensorArg& out, const TensorArg& in, ReduceShape shape, double sc
 }
 
 void max(const TensorArg& values, const TensorArg& indices, const TensorArg& in, ReduceShape shape) {
-  BASIN_CHECK(shape.reduce > 0, "max: cannot reduce over zero elements");
+  check_max(shape);
   BASIN_DISPATCH_FLOATING(in.dtype, "max", T, [&] {
     const T* x = in.ptr<T>();
     T* best_values = values.ptr<T>();

@@ -312,7 +312,7 @@ __global__ void backward_input_kernel(T* dx, const T* dy, const T* x, const T* m
 void batch_norm_stats(const TensorArg& mean, const TensorArg& invstd, const TensorArg& input, BatchNormShape shape,
                       double eps, const TensorArg& running_mean, const TensorArg& running_var, double momentum) {
   const Plan plan = plan_for(shape);
-  BASIN_CHECK(plan.n > 0, "batch_norm: no values per channel to compute statistics from");
+  check_batch_norm_stats(shape);
   if (shape.channels == 0) return;
   BASIN_DISPATCH_FLOATING(input.dtype, "batch_norm", T, [&] {
     const StatsOutput<T> out{mean.ptr<T>(),         invstd.ptr<T>(), running_mean.ptr<T>(),

@@ -188,7 +188,7 @@ void gather_backward(const TensorArg& grad_in, const TensorArg& grad_out, const 
 }
 
 void index_range(const TensorArg& range, const TensorArg& index) {
-  BASIN_CHECK(index.numel > 0, "index_range: empty index");
+  check_index_range(index);
   static_assert(sizeof(long long) == sizeof(std::int64_t), "range is int64");
   long long* out = reinterpret_cast<long long*>(range.ptr<std::int64_t>());
   BASIN_DISPATCH_INDEX(index.dtype, "index_range", I, [&] {

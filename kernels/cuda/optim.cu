@@ -235,16 +235,11 @@ __global__ void sgd_kernel(T* w, const T* source, const T* g, T* buf, long long 
 
 bool aligned(const void* p) { return reinterpret_cast<std::uintptr_t>(p) % kGroupBytes == 0; }
 
-using namespace optim_checks;
-
 }  // namespace
 
 void sam_norm(const TensorArg& scale, const TensorArg& partials, const TensorArg& params, const TensorArg& grads,
               SamArgs args) {
-  check_sam("sam_norm", grads, args);
-  if (args.adaptive) check_flat("sam_norm", "params", params, grads);
-  check_float64("sam_norm", "scale", scale, kSamScaleSlots);
-  check_float64("sam_norm", "partials", partials, kNormPartials);
+  optim_checks::check_sam_norm(scale, partials, params, grads, args);
   // Even an empty arena gets both launches: the scale buffer must be written.
   BASIN_DISPATCH_FLOATING(grads.dtype, "sam_norm", T, [&] {
     const T* w = args.adaptive ? params.ptr<T>() : nullptr;
@@ -257,10 +252,7 @@ void sam_norm(const TensorArg& scale, const TensorArg& partials, const TensorArg
 
 void sam_perturb(const TensorArg& params, const TensorArg& saved, const TensorArg& grads, const TensorArg& scale,
                  SamArgs args) {
-  check_sam("sam_perturb", grads, args);
-  check_flat("sam_perturb", "params", params, grads);
-  check_flat("sam_perturb", "saved", saved, grads);
-  check_float64("sam_perturb", "scale", scale, kSamScaleSlots);
+  optim_checks::check_sam_perturb(params, saved, grads, scale, args);
   if (grads.numel == 0) return;
   BASIN_DISPATCH_FLOATING(grads.dtype, "sam_perturb", T, [&] {
     const long long groups = (grads.numel + Group<T>::kWidth - 1) / Group<T>::kWidth;
@@ -272,12 +264,9 @@ void sam_perturb(const TensorArg& params, const TensorArg& saved, const TensorAr
 
 void sgd_update(const TensorArg& params, const TensorArg& saved, const TensorArg& grads, const TensorArg& momentum,
                 SgdArgs args) {
-  BASIN_CHECK(is_floating(grads.dtype) && grads.contiguous, "sgd_update: grads must be contiguous and floating");
-  check_flat("sgd_update", "params", params, grads);
+  optim_checks::check_sgd_update(params, saved, grads, momentum, args);
   const bool restore = saved.data != nullptr;
   const bool use_momentum = args.momentum != 0.0;
-  if (restore) check_flat("sgd_update", "saved", saved, grads);
-  if (use_momentum) check_flat("sgd_update", "the momentum buffer", momentum, grads);
   if (grads.numel == 0) return;
   BASIN_DISPATCH_FLOATING(grads.dtype, "sgd_update", T, [&] {
     SgdScalars<T> c;

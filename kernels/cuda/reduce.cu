@@ -154,7 +154,7 @@ void sum(const TensorArg& out, const TensorArg& in, ReduceShape shape, double sc
 }
 
 void max(const TensorArg& values, const TensorArg& indices, const TensorArg& in, ReduceShape shape) {
-  BASIN_CHECK(shape.reduce > 0, "max: cannot reduce over zero elements");
+  check_max(shape);
   if (shape.outer * shape.inner == 0) return;
   static_assert(sizeof(long long) == sizeof(std::int64_t), "indices are int64");
   long long* at = reinterpret_cast<long long*>(indices.ptr<std::int64_t>());

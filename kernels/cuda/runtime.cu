@@ -104,10 +104,6 @@ void copy_device_to_host(void* dst, const void* src, std::size_t nbytes) {
   BASIN_CUDA_CHECK(cudaStreamSynchronize(stream()));
 }
 
-void copy_device_to_device(void* dst, const void* src, std::size_t nbytes) {
-  BASIN_CUDA_CHECK(cudaMemcpyAsync(dst, src, nbytes, cudaMemcpyDeviceToDevice, stream()));
-}
-
 void synchronize() { BASIN_CUDA_CHECK(cudaStreamSynchronize(stream())); }
 
 DeviceBuffer::DeviceBuffer(std::size_t bytes) : bytes_(bytes), ptr_(bytes > 0 ? allocate(bytes) : nullptr) {}

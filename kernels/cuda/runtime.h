@@ -26,7 +26,6 @@ void deallocate(void* ptr);
 // stream, because the host is about to read the bytes.
 void copy_host_to_device(void* dst, const void* src, std::size_t nbytes);
 void copy_device_to_host(void* dst, const void* src, std::size_t nbytes);
-void copy_device_to_device(void* dst, const void* src, std::size_t nbytes);
 
 // Kernel launches of basin's own kernels since the process started.
 long long launch_count();

@@ -86,26 +86,19 @@ NormBuffers norm_buffers(Device device) {
 }
 
 void run_norm(const NormBuffers& out, const Tensor& params, const Tensor& grads, const kernels::SamArgs& args) {
-  run_kernel(
-      grads.device(), [&] { kernels::cpu::sam_norm(arg(out.scale), arg(out.partials), arg(params), arg(grads), args); },
-      [&] { kernels::cuda::sam_norm(arg(out.scale), arg(out.partials), arg(params), arg(grads), args); });
+  BASIN_RUN_KERNEL(grads.device(), sam_norm, arg(out.scale), arg(out.partials), arg(params), arg(grads), args);
 }
 
 void run_perturb(const Tensor& params, const Tensor& saved, const Tensor& grads, const Tensor& scale,
                  const kernels::SamArgs& args) {
-  run_kernel(
-      grads.device(), [&] { kernels::cpu::sam_perturb(arg(params), arg(saved), arg(grads), arg(scale), args); },
-      [&] { kernels::cuda::sam_perturb(arg(params), arg(saved), arg(grads), arg(scale), args); });
+  BASIN_RUN_KERNEL(grads.device(), sam_perturb, arg(params), arg(saved), arg(grads), arg(scale), args);
 }
 
-kernels::TensorArg optional_arg(const Tensor& t) { return t.defined() ? arg(t) : kernels::TensorArg{}; }
 
 void run_sgd(const Tensor& params, const Tensor& saved, const Tensor& grads, const Tensor& momentum,
              const kernels::SgdArgs& args) {
-  run_kernel(
-      grads.device(),
-      [&] { kernels::cpu::sgd_update(arg(params), optional_arg(saved), arg(grads), optional_arg(momentum), args); },
-      [&] { kernels::cuda::sgd_update(arg(params), optional_arg(saved), arg(grads), optional_arg(momentum), args); });
+  BASIN_RUN_KERNEL(grads.device(), sgd_update, arg(params), optional_arg(saved), arg(grads), optional_arg(momentum),
+                   args);
 }
 
 // ||T g|| on the host in long double, T = |w| + eta on adaptive tensors.
