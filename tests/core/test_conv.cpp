@@ -1,6 +1,7 @@
 // conv2d: values worked out by hand, a direct-definition check on odd shapes,
-// one table of cases driving the gradient checks and the CUDA (cuDNN) parity
-// checks, the kernel entry points on poisoned outputs, and the errors.
+// one table of cases (support/op_table.h) driving the gradient checks and the
+// CUDA (cuDNN) parity checks, the kernel entry points on poisoned outputs, and
+// the errors.
 #include <catch2/catch.hpp>
 
 #include <cmath>
@@ -10,15 +11,22 @@
 
 #include "core/autograd.h"
 #include "core/conv.h"
+#include "core/dispatch.h"
 #include "core/random.h"
 #include "kernels/conv.h"
 #include "support/compare.h"
 #include "support/cuda.h"
-#include "support/gradcheck.h"
+#include "support/op_table.h"
 
 using namespace basin;
-using basin::testing::gradcheck;
+using basin::testing::InputSpec;
+using basin::testing::OpCase;
+using basin::testing::Outputs;
+using basin::testing::Runs;
+using basin::testing::input;
+using basin::testing::input_no_grad;
 using basin::testing::max_abs_diff;
+using basin::testing::relative;
 using basin::testing::relative_error;
 
 namespace {
@@ -142,6 +150,69 @@ class Tf32Scope {
   bool previous_;
 };
 
+// A ConvCase as a table entry: input, weight and (if any) bias from N(0, 1).
+// conv is linear in each input, so the gradient check may skip no element.
+// Exact float32 (no TF32) agrees with the double-accumulating reference far
+// inside the parity bound; TF32's 10-bit mantissa would not.
+OpCase table_entry(const ConvCase& c, Runs runs) {
+  std::vector<InputSpec> inputs = {input(c.input), input(c.weight)};
+  if (c.bias) inputs.push_back(input({c.weight[0]}));
+  return {.name = c.name,
+          .fn = [c](const auto& x) { return run_case(c, x); },
+          .inputs = std::move(inputs),
+          .runs = runs,
+          .tolerances = relative(1e-4, 1e-12),
+          .all_compared = true};
+}
+
+// The small cases for the gradient checks, the odd ones for CUDA parity, and
+// the kernel entry points on NaN-poisoned outputs.
+std::vector<OpCase> conv_cases() {
+  std::vector<OpCase> cases;
+  for (const ConvCase& c : small_cases()) cases.push_back(table_entry(c, Runs::Gradients));
+  for (const ConvCase& c : large_cases()) cases.push_back(table_entry(c, Runs::Parity));
+#if BASIN_WITH_CUDA  // the CUDA kernel entry points exist only in CUDA builds
+  const ConvCase poison{"poison", {3, 5, 17, 13}, {7, 5, 3, 3}, true, {2, 2}, {1, 1}};
+  const kernels::Conv2dShape g = shape_of(poison);
+  cases.push_back(
+      {.name = "kernels on poisoned outputs",
+       .fn = [g](const auto& t) -> Outputs {
+         const Tensor &x = t[0], &w = t[1], &b = t[2], &gy = t[3];
+         const DType dtype = x.dtype();
+         const TensorOptions options = TensorOptions(dtype).device(x.device());
+         Tensor out = full({g.n, g.k, g.p, g.q}, NAN, options);
+         Tensor gx = full(x.shape(), NAN, options);
+         Tensor gw = full(w.shape(), NAN, options);
+         // An empty batch: the weight gradient is zero, written over the poison.
+         kernels::Conv2dShape empty_batch = g;
+         empty_batch.n = 0;
+         Tensor gw0 = full(w.shape(), NAN, options);
+         run_kernel(
+             x.device(),
+             [&] {
+               kernels::cpu::conv2d_forward(dtype, g, out.data_ptr(), x.data_ptr(), w.data_ptr(), b.data_ptr());
+               kernels::cpu::conv2d_backward_input(dtype, g, gx.data_ptr(), gy.data_ptr(), w.data_ptr());
+               kernels::cpu::conv2d_backward_weight(dtype, g, gw.data_ptr(), gy.data_ptr(), x.data_ptr());
+               kernels::cpu::conv2d_backward_weight(dtype, empty_batch, gw0.data_ptr(), nullptr, nullptr);
+             },
+             [&] {
+               kernels::cuda::conv2d_forward(dtype, g, out.data_ptr(), x.data_ptr(), w.data_ptr(), b.data_ptr(),
+                                             false);
+               kernels::cuda::conv2d_backward_input(dtype, g, gx.data_ptr(), gy.data_ptr(), w.data_ptr(), false);
+               kernels::cuda::conv2d_backward_weight(dtype, g, gw.data_ptr(), gy.data_ptr(), x.data_ptr(), false);
+               kernels::cuda::conv2d_backward_weight(dtype, empty_batch, gw0.data_ptr(), nullptr, nullptr, false);
+             });
+         return {out, gx, gw, gw0};
+       },
+       .inputs = {input_no_grad(poison.input), input_no_grad(poison.weight), input_no_grad({g.k}),
+                  input_no_grad({g.n, g.k, g.p, g.q})},
+       .runs = Runs::Parity,
+       .differentiable = false,
+       .tolerances = relative(1e-4, 1e-12)});
+#endif
+  return cases;
+}
+
 }  // namespace
 
 // Whether this build's CUDA convolutions have cuDNN behind them (the real one
@@ -228,19 +299,7 @@ TEST_CASE("conv2d matches the definition on odd shapes", "[conv]") {
 }
 
 TEST_CASE("conv2d matches finite differences", "[conv][gradcheck]") {
-  manual_seed(42);
-  for (const ConvCase& c : small_cases()) {
-    SECTION(c.name) {
-      const auto result = gradcheck([&c](const std::vector<Tensor>& x) { return run_case(c, x); },
-                                    random_inputs(c, kFloat64));
-      INFO(c.name << ": " << result.report);
-      CHECK(result.ok);
-      CHECK(result.kinks == 0);  // conv is linear in each input: no element may be skipped
-      const std::int64_t elements =
-          shape_numel(c.input) + shape_numel(c.weight) + (c.bias ? c.weight[0] : 0);
-      CHECK(result.compared == elements);
-    }
-  }
+  testing::run_gradient_checks(conv_cases());
 }
 
 TEST_CASE("conv2d computes only the gradients that are needed", "[conv]") {
@@ -370,74 +429,14 @@ TEST_CASE("conv2d rejects bad inputs with clear errors", "[conv][errors]") {
 TEST_CASE("conv2d CUDA forward and backward match the CPU", "[conv][cuda]") {
   BASIN_REQUIRE_CUDNN();
   Tf32Scope exact(false);
-  manual_seed(46);
-  for (const ConvCase& c : large_cases()) {
-    for (DType dtype : {kFloat32, kFloat64}) {
-      INFO(c.name << " " << dtype_name(dtype));
-      std::vector<Tensor> cpu_leaves, cuda_leaves;
-      for (Tensor t : random_inputs(c, dtype)) {
-        cuda_leaves.push_back(t.to(Device::cuda()).requires_grad_());
-        cpu_leaves.push_back(t.requires_grad_());
-      }
-      const Tensor expected = run_case(c, cpu_leaves);
-      const Tensor got = run_case(c, cuda_leaves);
-      // Exact float32 (no TF32) agrees with the double-accumulating reference
-      // far inside this bound; TF32's 10-bit mantissa would not.
-      const double tolerance = dtype == kFloat32 ? 1e-4 : 1e-12;
-      CHECK(got.device().is_cuda());
-      REQUIRE(got.shape() == expected.shape());
-      CHECK(relative_error(got, expected) < tolerance);
-
-      const Tensor upstream = randn(expected.shape(), dtype);
-      expected.backward(upstream);
-      got.backward(upstream.to(Device::cuda()));
-      const char* names[] = {"input", "weight", "bias"};
-      for (std::size_t i = 0; i < cpu_leaves.size(); ++i) {
-        INFO("gradient of the " << names[i]);
-        REQUIRE(cuda_leaves[i].grad().defined());
-        CHECK(relative_error(cuda_leaves[i].grad(), cpu_leaves[i].grad()) < tolerance);
-      }
-    }
-  }
+  testing::run_cuda_parity(conv_cases(), testing::through_autograd);
 }
 
 TEST_CASE("conv2d CUDA kernels overwrite poisoned outputs", "[conv][cuda]") {
   BASIN_REQUIRE_CUDNN();
-#if BASIN_WITH_CUDA  // the kernel entry points exist only in CUDA builds
-  manual_seed(47);
-  const double nan = std::numeric_limits<double>::quiet_NaN();
-  const ConvCase c{"poison", {3, 5, 17, 13}, {7, 5, 3, 3}, true, {2, 2}, {1, 1}};
-  const kernels::Conv2dShape g = shape_of(c);
-  for (DType dtype : {kFloat32, kFloat64}) {
-    INFO(dtype_name(dtype));
-    const TensorOptions on_gpu = TensorOptions(dtype).device(Device::cuda());
-    const Tensor x = randn(c.input, dtype), w = randn(c.weight, dtype), b = randn({g.k}, dtype);
-    const Tensor gy = randn({g.n, g.k, g.p, g.q}, dtype);
-    const Tensor xd = x.to(Device::cuda()), wd = w.to(Device::cuda()), bd = b.to(Device::cuda());
-    const Tensor gyd = gy.to(Device::cuda());
-    const double tolerance = dtype == kFloat32 ? 1e-4 : 1e-12;
-
-    Tensor out = full({g.n, g.k, g.p, g.q}, nan, dtype), out_d = full({g.n, g.k, g.p, g.q}, nan, on_gpu);
-    kernels::cpu::conv2d_forward(dtype, g, out.data_ptr(), x.data_ptr(), w.data_ptr(), b.data_ptr());
-    kernels::cuda::conv2d_forward(dtype, g, out_d.data_ptr(), xd.data_ptr(), wd.data_ptr(), bd.data_ptr(), false);
-    CHECK(relative_error(out_d, out) < tolerance);
-
-    Tensor gx = full(c.input, nan, dtype), gx_d = full(c.input, nan, on_gpu);
-    kernels::cpu::conv2d_backward_input(dtype, g, gx.data_ptr(), gy.data_ptr(), w.data_ptr());
-    kernels::cuda::conv2d_backward_input(dtype, g, gx_d.data_ptr(), gyd.data_ptr(), wd.data_ptr(), false);
-    CHECK(relative_error(gx_d, gx) < tolerance);
-
-    Tensor gw = full(c.weight, nan, dtype), gw_d = full(c.weight, nan, on_gpu);
-    kernels::cpu::conv2d_backward_weight(dtype, g, gw.data_ptr(), gy.data_ptr(), x.data_ptr());
-    kernels::cuda::conv2d_backward_weight(dtype, g, gw_d.data_ptr(), gyd.data_ptr(), xd.data_ptr(), false);
-    CHECK(relative_error(gw_d, gw) < tolerance);
-
-    kernels::Conv2dShape empty_batch = g;
-    empty_batch.n = 0;
-    Tensor gw0 = full(c.weight, nan, on_gpu);
-    kernels::cuda::conv2d_backward_weight(dtype, empty_batch, gw0.data_ptr(), nullptr, nullptr, false);
-    CHECK(testing::all_equal_to(gw0, 0.0));
-  }
+#if BASIN_WITH_CUDA  // the kernel case exists only in CUDA builds
+  Tf32Scope exact(false);
+  testing::run_cuda_parity(conv_cases(), testing::kernels_only);
 #endif
 }
 

@@ -1,5 +1,6 @@
-// cat, index_select and gather: values, finite-difference gradients, CUDA-vs-CPU
-// parity of the forward and backward kernels, and the errors bad input gets.
+// cat, index_select and gather: values, the errors bad input gets, and one
+// table of cases per op (support/op_table.h) driving the finite-difference
+// gradients and the CUDA-vs-CPU parity of the forward and backward kernels.
 #include <catch2/catch.hpp>
 
 #include <cmath>
@@ -13,20 +14,19 @@
 #include "kernels/indexing.h"
 #include "support/compare.h"
 #include "support/cuda.h"
-#include "support/gradcheck.h"
+#include "support/op_table.h"
 
 using namespace basin;
-using basin::testing::gradcheck;
-using basin::testing::max_abs_diff;
+using basin::testing::OpCase;
+using basin::testing::Runs;
+using basin::testing::exact;
+using basin::testing::indices;
+using basin::testing::input;
+using basin::testing::input_no_grad;
 
 namespace {
 
 Tensor longs(const std::vector<std::int64_t>& values, const Shape& shape) { return from_vector(values, shape); }
-
-// Uniform random indices in [0, size) (with repeats), of the given shape and dtype.
-Tensor random_index(const Shape& shape, std::int64_t size, DType dtype) {
-  return rand(shape, kFloat64, 0.0, static_cast<double>(size)).to(kInt64).to(dtype);
-}
 
 }  // namespace
 
@@ -103,31 +103,139 @@ TEST_CASE("gather follows torch.gather", "[gather]") {
   CHECK(big.grad().to_vector<double>() == std::vector<double>{1, 0, 0, 1, 0, 2, 0, 0, 0, 0, 0, 0});
 }
 
-// ---------------------------------------------------------------- gradients
+// ---------------------------------------------------------------- the tables
 
-TEST_CASE("cat, index_select and gather match finite differences", "[cat][index_select][gather][gradcheck]") {
-  manual_seed(61);
+namespace {
+
+// Gradients at small shapes, with hand-picked indices that repeat and skip;
+// parity on CUDA at [37, 41, 5] with random indices (repeats included), bit
+// for bit: both sides sum repeated indices in the same order.
+
+std::vector<OpCase> cat_cases() {
+  return {
+      {.name = "cat dim 1",
+       .fn = [](const auto& v) { return cat({v[0], v[1], v[0]}, 1); },
+       .inputs = {input({4, 5}), input({4, 2})},
+       .runs = Runs::Gradients},
+      {.name = "cat dim 0 transposed",
+       .fn = [](const auto& v) { return cat({v[1].t(), v[0].t()}, 0); },
+       .inputs = {input({4, 5}), input({4, 2})},
+       .runs = Runs::Gradients},
+      {.name = "cat dim -2 of three",
+       .fn = [](const auto& v) { return cat({v[0], v[1], v[2]}, -2); },
+       .inputs = {input({7, 3, 5}), input({7, 11, 5}), input({7, 2, 5})},
+       .runs = Runs::Parity,
+       .tolerances = exact()},
+  };
+}
+
+std::vector<OpCase> index_select_cases() {
   const Tensor rows = longs({2, 0, 2, 3, 2}, {5});
   const Tensor columns = from_vector<std::int32_t>({1, 1, 4, 0}, {4});
+  std::vector<OpCase> cases = {
+      {.name = "index_select dim 0",
+       .fn = [rows](const auto& v) { return index_select(v[0], 0, rows); },
+       .inputs = {input({4, 5})},
+       .runs = Runs::Gradients},
+      {.name = "index_select dim -1",
+       .fn = [columns](const auto& v) { return index_select(v[0], -1, columns); },
+       .inputs = {input({4, 5})},
+       .runs = Runs::Gradients},
+      {.name = "index_select transposed",
+       .fn = [rows](const auto& v) { return index_select(v[0].t(), 1, rows); },
+       .inputs = {input({4, 5})},
+       .runs = Runs::Gradients},
+  };
+  const Shape shape{37, 41, 5};
+  for (DType index_dtype : {kInt32, kInt64}) {
+    for (std::int64_t dim : {0, 1, 2, -1}) {
+      cases.push_back({.name = "index_select dim " + std::to_string(dim) + ", " + dtype_name(index_dtype) + " index",
+                       .fn = [dim](const auto& v) { return index_select(v[0], dim, v[1]); },
+                       .inputs = {input(shape), indices({53}, shape[dim < 0 ? dim + 3 : dim], index_dtype)},
+                       .runs = Runs::Parity,
+                       .tolerances = exact()});
+    }
+  }
+  // The backward kernel on a poisoned output: every element must be written.
+  cases.push_back({.name = "index_select backward kernel on a poisoned output",
+                   .fn = [shape](const auto& v) {
+                     const Tensor &g = v[0], &index = v[1];
+                     Tensor grad_in = full(shape, NAN, TensorOptions(g.dtype()).device(g.device()));
+                     const kernels::SelectShape layout{37, 41, 9, 5};
+                     run_kernel(
+                         g.device(),
+                         [&] { kernels::cpu::index_select_backward(arg(grad_in), arg(g), arg(index), layout); },
+                         [&] { kernels::cuda::index_select_backward(arg(grad_in), arg(g), arg(index), layout); });
+                     return grad_in;
+                   },
+                   .inputs = {input_no_grad({37, 9, 5}), indices({9}, 41)},
+                   .runs = Runs::Parity,
+                   .differentiable = false,
+                   .tolerances = exact()});
+  return cases;
+}
+
+std::vector<OpCase> gather_cases() {
   const Tensor gather_rows = longs({0, 2, 2, 1, 3, 3, 0, 2}, {2, 4});
   const Tensor gather_columns = from_vector<std::int32_t>({4, 4, 0, 1, 2, 3}, {3, 2});
-  const std::vector<std::pair<const char*, testing::TensorFn>> cases = {
-      {"cat dim 1", [](const auto& v) { return cat({v[0], v[1], v[0]}, 1); }},
-      {"cat dim 0 transposed", [](const auto& v) { return cat({v[1].t(), v[0].t()}, 0); }},
-      {"index_select dim 0", [&](const auto& v) { return index_select(v[0], 0, rows); }},
-      {"index_select dim -1", [&](const auto& v) { return index_select(v[0], -1, columns); }},
-      {"index_select transposed", [&](const auto& v) { return index_select(v[0].t(), 1, rows); }},
-      {"gather dim 0", [&](const auto& v) { return gather(v[0], 0, gather_rows); }},
-      {"gather dim -1", [&](const auto& v) { return gather(v[0], -1, gather_columns); }},
-      {"gather transposed", [&](const auto& v) { return gather(v[0].t(), 1, gather_rows.t()); }},
+  std::vector<OpCase> cases = {
+      {.name = "gather dim 0",
+       .fn = [gather_rows](const auto& v) { return gather(v[0], 0, gather_rows); },
+       .inputs = {input({4, 5})},
+       .runs = Runs::Gradients},
+      {.name = "gather dim -1",
+       .fn = [gather_columns](const auto& v) { return gather(v[0], -1, gather_columns); },
+       .inputs = {input({4, 5})},
+       .runs = Runs::Gradients},
+      {.name = "gather transposed",
+       .fn = [gather_rows](const auto& v) { return gather(v[0].t(), 1, gather_rows.t()); },
+       .inputs = {input({4, 5})},
+       .runs = Runs::Gradients},
   };
-  const std::vector<Tensor> inputs = {randn({4, 5}, kFloat64), randn({4, 2}, kFloat64)};
-  for (const auto& [name, fn] : cases) {
-    const auto result = gradcheck(fn, inputs);
-    INFO(name << ": " << result.report);
-    CHECK(result.ok);
-    CHECK(result.compared > 0);
+  // Index shapes no larger than x off the gathered dim, and longer than x along it.
+  const Shape shape{37, 41, 5};
+  const std::vector<std::pair<std::int64_t, Shape>> index_shapes = {
+      {0, {59, 41, 3}}, {1, {31, 67, 5}}, {2, {37, 40, 9}}, {-1, {1, 13, 7}}};
+  for (DType index_dtype : {kInt32, kInt64}) {
+    for (const auto& [dim, index_shape] : index_shapes) {
+      const std::int64_t gathered = dim;
+      cases.push_back({.name = "gather dim " + std::to_string(dim) + ", " + dtype_name(index_dtype) + " index",
+                       .fn = [gathered](const auto& v) { return gather(v[0], gathered, v[1]); },
+                       .inputs = {input(shape), indices(index_shape, shape[dim < 0 ? dim + 3 : dim], index_dtype)},
+                       .runs = Runs::Parity,
+                       .tolerances = exact()});
+    }
   }
+  // A strided x, read through its strides on the GPU.
+  cases.push_back({.name = "gather of a transposed x",
+                   .fn = [](const auto& v) { return gather(v[0].t(), 1, v[1]); },
+                   .inputs = {input({41, 37}), indices({37, 23}, 41)},
+                   .runs = Runs::Parity,
+                   .tolerances = exact()});
+  // The backward kernel on a poisoned output, with an index smaller than x:
+  // the elements no index reaches must be written as zeros.
+  cases.push_back({.name = "gather backward kernel on a poisoned output",
+                   .fn = [shape](const auto& v) {
+                     const Tensor &g = v[0], &index = v[1];
+                     Tensor grad_in = full(shape, NAN, TensorOptions(g.dtype()).device(g.device()));
+                     run_kernel(
+                         g.device(), [&] { kernels::cpu::gather_backward(arg(grad_in), arg(g), arg(index), 2); },
+                         [&] { kernels::cuda::gather_backward(arg(grad_in), arg(g), arg(index), 2); });
+                     return grad_in;
+                   },
+                   .inputs = {input_no_grad({29, 41, 2}), indices({29, 41, 2}, 5, kInt32)},
+                   .runs = Runs::Parity,
+                   .differentiable = false,
+                   .tolerances = exact()});
+  return cases;
+}
+
+}  // namespace
+
+TEST_CASE("cat, index_select and gather match finite differences", "[cat][index_select][gather][gradcheck]") {
+  std::vector<OpCase> cases = cat_cases();
+  for (auto more : {index_select_cases(), gather_cases()}) cases.insert(cases.end(), more.begin(), more.end());
+  testing::run_gradient_checks(cases);
 }
 
 TEST_CASE("index backward CPU kernels write every element", "[index_select][gather]") {
@@ -153,105 +261,15 @@ TEST_CASE("index backward CPU kernels write every element", "[index_select][gath
 // ---------------------------------------------------------------- CUDA parity
 
 TEST_CASE("index_select CUDA kernels match the CPU kernels", "[index_select][cuda]") {
-  BASIN_REQUIRE_CUDA();
-  manual_seed(63);
-  const Shape shape{37, 41, 5};
-  for (DType dtype : {kFloat32, kFloat64}) {
-    for (DType index_dtype : {kInt32, kInt64}) {
-      for (std::int64_t dim : {0, 1, 2, -1}) {
-        INFO(dtype_name(dtype) << " index " << dtype_name(index_dtype) << " dim " << dim);
-        const Tensor index = random_index({53}, shape[dim < 0 ? dim + 3 : dim], index_dtype);
-        Tensor x = randn(shape, dtype).requires_grad_();
-        Tensor d = x.detach().to(Device::cuda()).requires_grad_();
-        const Tensor expected = index_select(x, dim, index);
-        const Tensor got = index_select(d, dim, index.to(Device::cuda()));
-        CHECK(got.device().is_cuda());
-        CHECK(testing::equal(got, expected));
-        // Both sides sum repeated indices in the same order: equal bit for bit.
-        const Tensor upstream = randn(expected.shape(), dtype);
-        expected.backward(upstream);
-        got.backward(upstream.to(Device::cuda()));
-        CHECK(testing::equal(d.grad(), x.grad()));
-      }
-    }
-    // The backward kernel on a poisoned output: every element must be written.
-    const Tensor index = random_index({9}, 41, kInt64).to(Device::cuda());
-    const kernels::SelectShape layout{37, 41, 9, 5};
-    const Tensor g = randn({37, 9, 5}, dtype);
-    const Tensor g_cuda = g.to(Device::cuda());
-    Tensor grad_in = full(shape, NAN, TensorOptions(dtype).device(Device::cuda()));
-    run_kernel(Device::cuda(), [] {},
-               [&] { kernels::cuda::index_select_backward(arg(grad_in), arg(g_cuda), arg(index), layout); });
-    Tensor x = randn(shape, dtype).requires_grad_();
-    index_select(x, 1, index.cpu()).backward(g);
-    CHECK(testing::equal(grad_in, x.grad()));
-  }
+  testing::run_cuda_parity(index_select_cases());
 }
 
 TEST_CASE("gather CUDA kernels match the CPU kernels", "[gather][cuda]") {
-  BASIN_REQUIRE_CUDA();
-  manual_seed(64);
-  const Shape shape{37, 41, 5};
-  // Index shapes no larger than x off the gathered dim, and longer than x along it.
-  const std::vector<std::pair<std::int64_t, Shape>> cases = {
-      {0, {59, 41, 3}}, {1, {31, 67, 5}}, {2, {37, 40, 9}}, {-1, {1, 13, 7}}};
-  for (DType dtype : {kFloat32, kFloat64}) {
-    for (DType index_dtype : {kInt32, kInt64}) {
-      for (const auto& [dim, index_shape] : cases) {
-        INFO(dtype_name(dtype) << " index " << dtype_name(index_dtype) << " dim " << dim);
-        const Tensor index = random_index(index_shape, shape[dim < 0 ? dim + 3 : dim], index_dtype);
-        Tensor x = randn(shape, dtype).requires_grad_();
-        Tensor d = x.detach().to(Device::cuda()).requires_grad_();
-        const Tensor expected = gather(x, dim, index);
-        const Tensor got = gather(d, dim, index.to(Device::cuda()));
-        CHECK(got.device().is_cuda());
-        CHECK(testing::equal(got, expected));
-        const Tensor upstream = randn(expected.shape(), dtype);
-        expected.backward(upstream);
-        got.backward(upstream.to(Device::cuda()));
-        CHECK(testing::equal(d.grad(), x.grad()));
-      }
-    }
-    // A strided x, read through its strides on the GPU.
-    const Tensor x = randn({41, 37}, dtype);
-    const Tensor index = random_index({37, 23}, 41, kInt64);
-    CHECK(testing::equal(gather(x.to(Device::cuda()).t(), 1, index.to(Device::cuda())), gather(x.t(), 1, index)));
-
-    // The backward kernel on a poisoned output, with an index smaller than x:
-    // the elements no index reaches must be written as zeros.
-    const Tensor small = random_index({29, 41, 2}, 5, kInt32);
-    const Tensor small_cuda = small.to(Device::cuda());
-    const Tensor g = randn({29, 41, 2}, dtype);
-    const Tensor g_cuda = g.to(Device::cuda());
-    Tensor grad_in = full(shape, NAN, TensorOptions(dtype).device(Device::cuda()));
-    run_kernel(Device::cuda(), [] {},
-               [&] { kernels::cuda::gather_backward(arg(grad_in), arg(g_cuda), arg(small_cuda), 2); });
-    Tensor leaf = randn(shape, dtype).requires_grad_();
-    gather(leaf, 2, small).backward(g);
-    CHECK(testing::equal(grad_in, leaf.grad()));
-  }
+  testing::run_cuda_parity(gather_cases());
 }
 
 TEST_CASE("cat on CUDA matches the CPU", "[cat][cuda]") {
-  BASIN_REQUIRE_CUDA();
-  manual_seed(65);
-  for (DType dtype : {kFloat32, kFloat64}) {
-    std::vector<Tensor> leaves = {randn({7, 3, 5}, dtype), randn({7, 11, 5}, dtype), randn({5, 7}, dtype).t()};
-    leaves[2] = leaves[2].unsqueeze(1).expand({7, 2, 5}).contiguous();
-    std::vector<Tensor> cpu_leaves, cuda_leaves;
-    for (const Tensor& t : leaves) {
-      cpu_leaves.push_back(t.clone().requires_grad_());
-      cuda_leaves.push_back(t.to(Device::cuda()).requires_grad_());
-    }
-    const Tensor expected = cat(cpu_leaves, 1);
-    const Tensor got = cat(cuda_leaves, -2);
-    CHECK(got.device().is_cuda());
-    CHECK(testing::equal(got, expected));
-    const Tensor upstream = randn(expected.shape(), dtype);
-    expected.backward(upstream);
-    got.backward(upstream.to(Device::cuda()));
-    for (std::size_t i = 0; i < leaves.size(); ++i) CHECK(testing::equal(cuda_leaves[i].grad(), cpu_leaves[i].grad()));
-  }
+  testing::run_cuda_parity(cat_cases());
 }
 
 // ---------------------------------------------------------------- errors

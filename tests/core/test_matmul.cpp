@@ -1,7 +1,7 @@
 // matmul: exact values, a layout table (plain, batched, broadcast, transposed,
-// sliced and expanded operands) that drives both the gradient checks and the
-// CUDA-vs-CPU parity checks, the GEMM entry points on poisoned outputs, and
-// the errors.
+// sliced and expanded operands; support/op_table.h) that drives both the
+// gradient checks and the CUDA-vs-CPU parity checks, the GEMM entry points on
+// poisoned outputs, and the errors.
 #include <catch2/catch.hpp>
 
 #include <cmath>
@@ -9,68 +9,104 @@
 #include <limits>
 
 #include "core/autograd.h"
+#include "core/dispatch.h"
 #include "core/matmul.h"
 #include "core/random.h"
 #include "kernels/matmul.h"
 #include "support/compare.h"
 #include "support/cuda.h"
-#include "support/gradcheck.h"
+#include "support/op_table.h"
 
 using namespace basin;
-using basin::testing::gradcheck;
+using basin::testing::OpCase;
+using basin::testing::Outputs;
+using basin::testing::Runs;
+using basin::testing::input;
+using basin::testing::input_no_grad;
 using basin::testing::max_abs_diff;
+using basin::testing::relative;
 using basin::testing::relative_error;
 
 namespace {
 
-struct MatmulCase {
-  const char* name;
-  std::function<Tensor(const std::vector<Tensor>&)> fn;
-  std::vector<Shape> small;  // for the finite-difference checks
-  std::vector<Shape> large;  // for CUDA parity: odd sizes, never multiples of a tile
-};
-
-std::vector<MatmulCase> matmul_cases() {
+// Each layout at a small shape for the finite-difference checks and at odd
+// sizes (never multiples of a tile) for CUDA parity. cuBLAS sums float32 in
+// float32 and the reference in double; TF32 would miss the float32 bound by
+// two orders of magnitude.
+std::vector<OpCase> matmul_cases() {
   const auto plain = [](const std::vector<Tensor>& x) { return matmul(x[0], x[1]); };
-  return {
-      {"2-D", plain, {{3, 4}, {4, 5}}, {{37, 29}, {29, 53}}},
-      {"batched", plain, {{2, 3, 4}, {2, 4, 5}}, {{3, 37, 29}, {3, 29, 53}}},
-      {"3-D @ 2-D (one b for the batch)", plain, {{2, 3, 4}, {4, 5}}, {{3, 37, 29}, {29, 53}}},
-      {"2-D @ 3-D (one a for the batch)", plain, {{3, 4}, {2, 4, 5}}, {{37, 29}, {3, 29, 53}}},
-      {"4-D @ 3-D, both broadcast", plain, {{2, 1, 3, 4}, {3, 4, 5}}, {{2, 1, 37, 29}, {3, 29, 53}}},
-      {"size-1 batch of b", plain, {{3, 3, 4}, {1, 4, 5}}, {{3, 37, 29}, {1, 29, 53}}},
-      {"row times matrix", plain, {{1, 4}, {4, 5}}, {{1, 29}, {29, 53}}},
-      {"matrix times column", plain, {{3, 4}, {4, 1}}, {{37, 29}, {29, 1}}},
-      {"a^T @ b", [](const auto& x) { return matmul(x[0].t(), x[1]); }, {{4, 3}, {4, 5}}, {{29, 37}, {29, 53}}},
-      {"a @ b^T", [](const auto& x) { return matmul(x[0], x[1].t()); }, {{3, 4}, {5, 4}}, {{37, 29}, {53, 29}}},
-      {"a^T @ b^T", [](const auto& x) { return matmul(x[0].t(), x[1].t()); }, {{4, 3}, {5, 4}},
-       {{29, 37}, {53, 29}}},
-      {"batched transposes", [](const auto& x) { return matmul(x[0].transpose(1, 2), x[1].transpose(1, 2)); },
-       {{2, 4, 3}, {2, 5, 4}}, {{3, 29, 37}, {3, 53, 29}}},
-      {"transposed batch @ 2-D", [](const auto& x) { return matmul(x[0].transpose(1, 2), x[1]); },
-       {{2, 4, 3}, {4, 5}}, {{3, 29, 37}, {29, 53}}},
-      {"2-D @ transposed batch", [](const auto& x) { return matmul(x[0], x[1].transpose(1, 2)); },
-       {{3, 4}, {2, 5, 4}}, {{37, 29}, {3, 53, 29}}},
-      // Row stride wider than the row: read in place with a larger leading dimension.
-      {"column slice of a", [](const auto& x) { return matmul(x[0].slice(1, 1, x[0].size(1) - 1), x[1]); },
-       {{3, 6}, {4, 5}}, {{37, 31}, {29, 53}}},
-      // Every other column: neither layout fits, so the operand is copied first.
-      {"strided columns of a", [](const auto& x) { return matmul(x[0].slice(1, 0, x[0].size(1), 2), x[1]); },
-       {{3, 8}, {4, 5}}, {{37, 58}, {29, 53}}},
-      {"batch slice of b", [](const auto& x) { return matmul(x[0], x[1].slice(0, 1, x[1].size(0))); },
-       {{2, 3, 4}, {3, 4, 5}}, {{3, 37, 29}, {4, 29, 53}}},
-      // One row repeated (stride 0): copied first; its gradient sums over the copies.
-      {"expanded rows of a", [](const auto& x) { return matmul(x[0].expand({5, x[0].size(1)}), x[1]); },
-       {{1, 4}, {4, 3}}, {{1, 29}, {29, 53}}},
-      {"chained", [](const auto& x) { return matmul(matmul(x[0], x[1]), x[1].t()); }, {{3, 4}, {4, 4}},
-       {{37, 29}, {29, 29}}},
+  const auto layout = [](std::string name, testing::OpFn fn, std::vector<Shape> small, std::vector<Shape> large) {
+    OpCase c{.name = std::move(name), .fn = std::move(fn), .tolerances = relative(1e-5, 1e-12), .all_compared = true};
+    for (std::size_t i = 0; i < small.size(); ++i) c.inputs.push_back(input(small[i], large[i]));
+    return c;
   };
-}
-
-std::vector<Tensor> random_inputs(const std::vector<Shape>& shapes, DType dtype) {
-  std::vector<Tensor> inputs;
-  for (const Shape& shape : shapes) inputs.push_back(randn(shape, dtype));
-  return inputs;
+  std::vector<OpCase> cases = {
+      layout("2-D", plain, {{3, 4}, {4, 5}}, {{37, 29}, {29, 53}}),
+      layout("batched", plain, {{2, 3, 4}, {2, 4, 5}}, {{3, 37, 29}, {3, 29, 53}}),
+      layout("3-D @ 2-D (one b for the batch)", plain, {{2, 3, 4}, {4, 5}}, {{3, 37, 29}, {29, 53}}),
+      layout("2-D @ 3-D (one a for the batch)", plain, {{3, 4}, {2, 4, 5}}, {{37, 29}, {3, 29, 53}}),
+      layout("4-D @ 3-D, both broadcast", plain, {{2, 1, 3, 4}, {3, 4, 5}}, {{2, 1, 37, 29}, {3, 29, 53}}),
+      layout("size-1 batch of b", plain, {{3, 3, 4}, {1, 4, 5}}, {{3, 37, 29}, {1, 29, 53}}),
+      layout("row times matrix", plain, {{1, 4}, {4, 5}}, {{1, 29}, {29, 53}}),
+      layout("matrix times column", plain, {{3, 4}, {4, 1}}, {{37, 29}, {29, 1}}),
+      layout("a^T @ b", [](const auto& x) { return matmul(x[0].t(), x[1]); }, {{4, 3}, {4, 5}}, {{29, 37}, {29, 53}}),
+      layout("a @ b^T", [](const auto& x) { return matmul(x[0], x[1].t()); }, {{3, 4}, {5, 4}}, {{37, 29}, {53, 29}}),
+      layout("a^T @ b^T", [](const auto& x) { return matmul(x[0].t(), x[1].t()); }, {{4, 3}, {5, 4}},
+             {{29, 37}, {53, 29}}),
+      layout("batched transposes", [](const auto& x) { return matmul(x[0].transpose(1, 2), x[1].transpose(1, 2)); },
+             {{2, 4, 3}, {2, 5, 4}}, {{3, 29, 37}, {3, 53, 29}}),
+      layout("transposed batch @ 2-D", [](const auto& x) { return matmul(x[0].transpose(1, 2), x[1]); },
+             {{2, 4, 3}, {4, 5}}, {{3, 29, 37}, {29, 53}}),
+      layout("2-D @ transposed batch", [](const auto& x) { return matmul(x[0], x[1].transpose(1, 2)); },
+             {{3, 4}, {2, 5, 4}}, {{37, 29}, {3, 53, 29}}),
+      // Row stride wider than the row: read in place with a larger leading dimension.
+      layout("column slice of a", [](const auto& x) { return matmul(x[0].slice(1, 1, x[0].size(1) - 1), x[1]); },
+             {{3, 6}, {4, 5}}, {{37, 31}, {29, 53}}),
+      // Every other column: neither layout fits, so the operand is copied first.
+      layout("strided columns of a", [](const auto& x) { return matmul(x[0].slice(1, 0, x[0].size(1), 2), x[1]); },
+             {{3, 8}, {4, 5}}, {{37, 58}, {29, 53}}),
+      layout("batch slice of b", [](const auto& x) { return matmul(x[0], x[1].slice(0, 1, x[1].size(0))); },
+             {{2, 3, 4}, {3, 4, 5}}, {{3, 37, 29}, {4, 29, 53}}),
+      // One row repeated (stride 0): copied first; its gradient sums over the copies.
+      layout("expanded rows of a", [](const auto& x) { return matmul(x[0].expand({5, x[0].size(1)}), x[1]); },
+             {{1, 4}, {4, 3}}, {{1, 29}, {29, 53}}),
+      layout("chained", [](const auto& x) { return matmul(matmul(x[0], x[1]), x[1].t()); }, {{3, 4}, {4, 4}},
+             {{37, 29}, {29, 29}}),
+  };
+#if BASIN_WITH_CUDA  // the CUDA kernel entry point exists only in CUDA builds
+  // The GEMM entry points on NaN-poisoned outputs: a read column-major (a^T
+  // given), one b for a batch of 3; and k == 0, which must write zeros (the
+  // memset path on CUDA).
+  cases.push_back(
+      {.name = "GEMM on poisoned outputs",
+       .fn = [](const auto& x) -> Outputs {
+         const Tensor& a_t = x[0];  // [3, 29, 37]: a^T, read column-major
+         const Tensor& b = x[1];    // [29, 53]: one b for the batch
+         const DType dtype = a_t.dtype();
+         const TensorOptions options = TensorOptions(dtype).device(a_t.device());
+         const kernels::GemmOperand op_a{a_t.data_ptr(), true, 37, 29 * 37};
+         const kernels::GemmOperand op_b{b.data_ptr(), false, 53, 0};
+         const kernels::GemmOperand empty_a{a_t.data_ptr(), false, 1, 0};
+         Tensor out = full({3, 37, 53}, NAN, options);
+         Tensor zero_k = full({3, 37, 53}, NAN, options);
+         run_kernel(
+             a_t.device(),
+             [&] {
+               kernels::cpu::gemm(dtype, {3, 37, 53, 29}, out.data_ptr(), op_a, op_b);
+               kernels::cpu::gemm(dtype, {3, 37, 53, 0}, zero_k.data_ptr(), empty_a, op_b);
+             },
+             [&] {
+               kernels::cuda::gemm(dtype, {3, 37, 53, 29}, out.data_ptr(), op_a, op_b);
+               kernels::cuda::gemm(dtype, {3, 37, 53, 0}, zero_k.data_ptr(), empty_a, op_b);
+             });
+         return {out, zero_k};
+       },
+       .inputs = {input_no_grad({3, 29, 37}), input_no_grad({29, 53})},
+       .runs = Runs::Parity,
+       .differentiable = false,
+       .tolerances = relative(1e-5, 1e-12)});
+#endif
+  return cases;
 }
 
 // out[i, j] = sum_p a[i, p] b[p, j] in double, straight from the definition.
@@ -161,15 +197,7 @@ TEST_CASE("matmul handles zero sizes", "[matmul]") {
 }
 
 TEST_CASE("matmul matches finite differences", "[matmul][gradcheck]") {
-  manual_seed(32);
-  for (const MatmulCase& c : matmul_cases()) {
-    SECTION(c.name) {
-      const auto result = gradcheck(c.fn, random_inputs(c.small, kFloat64));
-      INFO(c.name << ": " << result.report);
-      CHECK(result.ok);
-      CHECK(result.compared > 0);
-    }
-  }
+  testing::run_gradient_checks(matmul_cases());
 }
 
 TEST_CASE("matmul computes only the gradients that are needed", "[matmul]") {
@@ -196,24 +224,20 @@ TEST_CASE("matmul computes only the gradients that are needed", "[matmul]") {
 }
 
 TEST_CASE("matmul rejects bad inputs with clear errors", "[matmul][errors]") {
-  CHECK_THROWS_WITH(matmul(zeros({2, 3}), zeros({4, 5})), Catch::Contains("matmul: a is [2, 3] but b is [4, 5]"));
-  CHECK_THROWS_WITH(matmul(zeros({2, 2, 3}), zeros({4, 5})),
-                    Catch::Contains("matmul: a is [2, 2, 3] but b is [4, 5]"));
-  CHECK_THROWS_WITH(matmul(zeros({2, 3}), zeros({3, 5}, kFloat64)),
-                    Catch::Contains("matmul: dtypes differ (float32 and float64)"));
-  CHECK_THROWS_WITH(matmul(zeros({2, 3}, kInt64), zeros({3, 5}, kInt64)),
-                    Catch::Contains("matmul: expected a floating tensor, got int64"));
-  CHECK_THROWS_WITH(matmul(zeros({3}), zeros({3, 5})),
-                    Catch::Contains("matmul: a is [3] and b is [3, 5]; both need at least 2 dims"));
-  CHECK_THROWS_WITH(matmul(zeros({2, 3}), zeros({3})),
-                    Catch::Contains("matmul: a is [2, 3] and b is [3]; both need at least 2 dims"));
-  CHECK_THROWS_WITH(matmul(zeros({}), zeros({3, 5})),
-                    Catch::Contains("matmul: a is [] and b is [3, 5]; both need at least 2 dims"));
-  CHECK_THROWS_WITH(matmul(zeros({2, 3, 4}), zeros({5, 4, 6})),
-                    Catch::Contains("matmul: a is [2, 3, 4] but b is [5, 4, 6]: batch dims [2] and [5] cannot be "
-                                    "broadcast"));
-  CHECK_THROWS_WITH(matmul(zeros({2, 3, 3, 4}), zeros({2, 4, 6})),
-                    Catch::Contains("batch dims [2, 3] and [2] cannot be broadcast"));
+  testing::check_bad_inputs(
+      [](const auto& x) { return matmul(x[0], x[1]); },
+      {
+          {{zeros({2, 3}), zeros({4, 5})}, "matmul: a is [2, 3] but b is [4, 5]"},
+          {{zeros({2, 2, 3}), zeros({4, 5})}, "matmul: a is [2, 2, 3] but b is [4, 5]"},
+          {{zeros({2, 3}), zeros({3, 5}, kFloat64)}, "matmul: dtypes differ (float32 and float64)"},
+          {{zeros({2, 3}, kInt64), zeros({3, 5}, kInt64)}, "matmul: expected a floating tensor, got int64"},
+          {{zeros({3}), zeros({3, 5})}, "matmul: a is [3] and b is [3, 5]; both need at least 2 dims"},
+          {{zeros({2, 3}), zeros({3})}, "matmul: a is [2, 3] and b is [3]; both need at least 2 dims"},
+          {{zeros({}), zeros({3, 5})}, "matmul: a is [] and b is [3, 5]; both need at least 2 dims"},
+          {{zeros({2, 3, 4}), zeros({5, 4, 6})},
+           "matmul: a is [2, 3, 4] but b is [5, 4, 6]: batch dims [2] and [5] cannot be broadcast"},
+          {{zeros({2, 3, 3, 4}), zeros({2, 4, 6})}, "batch dims [2, 3] and [2] cannot be broadcast"},
+      });
 }
 
 TEST_CASE("matmul CPU GEMM overwrites a poisoned output", "[matmul]") {
@@ -239,62 +263,13 @@ TEST_CASE("matmul CPU GEMM overwrites a poisoned output", "[matmul]") {
 
 TEST_CASE("matmul cuBLAS GEMM overwrites a poisoned output", "[matmul][cuda]") {
   BASIN_REQUIRE_CUDA();
-#if BASIN_WITH_CUDA  // the kernel entry point exists only in CUDA builds
-  manual_seed(35);
-  const double nan = std::numeric_limits<double>::quiet_NaN();
-  for (DType dtype : {kFloat32, kFloat64}) {
-    INFO(dtype_name(dtype));
-    const Tensor a_t = randn({3, 29, 37}, dtype);  // a^T, read column-major
-    const Tensor b = randn({29, 53}, dtype);       // one b for the batch
-    const Tensor expected = full({3, 37, 53}, nan, dtype);
-    const Tensor got = full({3, 37, 53}, nan, TensorOptions(dtype).device(Device::cuda()));
-    const Tensor a_d = a_t.to(Device::cuda());
-    const Tensor b_d = b.to(Device::cuda());
-    const kernels::GemmShape shape{3, 37, 53, 29};
-    kernels::cpu::gemm(dtype, shape, expected.data_ptr(), {a_t.data_ptr(), true, 37, 29 * 37},
-                       {b.data_ptr(), false, 53, 0});
-    kernels::cuda::gemm(dtype, shape, got.data_ptr(), {a_d.data_ptr(), true, 37, 29 * 37},
-                        {b_d.data_ptr(), false, 53, 0});
-    CHECK(relative_error(got, expected) < (dtype == kFloat32 ? 1e-5 : 1e-12));
-
-    // k == 0 takes the memset path.
-    const Tensor zero_k = full({3, 37, 53}, nan, TensorOptions(dtype).device(Device::cuda()));
-    kernels::cuda::gemm(dtype, {3, 37, 53, 0}, zero_k.data_ptr(), {a_d.data_ptr(), false, 1, 0},
-                        {b_d.data_ptr(), false, 53, 0});
-    CHECK(testing::all_equal_to(zero_k, 0.0));
-  }
+#if BASIN_WITH_CUDA  // the GEMM case exists only in CUDA builds
+  testing::run_cuda_parity(matmul_cases(), testing::kernels_only);
 #endif
 }
 
 TEST_CASE("matmul CUDA forward and backward match the CPU", "[matmul][cuda]") {
-  BASIN_REQUIRE_CUDA();
-  manual_seed(36);
-  for (const MatmulCase& c : matmul_cases()) {
-    for (DType dtype : {kFloat32, kFloat64}) {
-      INFO(c.name << " " << dtype_name(dtype));
-      std::vector<Tensor> cpu_leaves, cuda_leaves;
-      for (Tensor t : random_inputs(c.large, dtype)) {
-        cuda_leaves.push_back(t.to(Device::cuda()).requires_grad_());
-        cpu_leaves.push_back(t.requires_grad_());
-      }
-      const Tensor expected = c.fn(cpu_leaves);
-      const Tensor got = c.fn(cuda_leaves);
-      // cuBLAS sums float32 in float32 and the reference in double; TF32 would
-      // miss this bound by two orders of magnitude.
-      const double tolerance = dtype == kFloat32 ? 1e-5 : 1e-12;
-      CHECK(got.device().is_cuda());
-      CHECK(relative_error(got, expected) < tolerance);
-
-      const Tensor upstream = randn(expected.shape(), dtype);
-      expected.backward(upstream);
-      got.backward(upstream.to(Device::cuda()));
-      for (std::size_t i = 0; i < cpu_leaves.size(); ++i) {
-        INFO("gradient of input " << i);
-        REQUIRE(cuda_leaves[i].grad().defined());
-        CHECK(relative_error(cuda_leaves[i].grad(), cpu_leaves[i].grad()) < tolerance);
-      }
-    }
-  }
+  testing::run_cuda_parity(matmul_cases(), testing::through_autograd);
 }
 
 TEST_CASE("matmul on CUDA is deterministic and handles zero sizes", "[matmul][cuda]") {

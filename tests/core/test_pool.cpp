@@ -1,5 +1,6 @@
-// Pooling and dropout: hand-computed values, finite-difference gradients,
-// dropout statistics and seeding, errors, and CUDA-vs-CPU parity.
+// Pooling and dropout: hand-computed values, dropout statistics and seeding,
+// errors, and tables of cases (support/op_table.h) driving the
+// finite-difference gradients and the CUDA-vs-CPU parity.
 #include <catch2/catch.hpp>
 
 #include <algorithm>
@@ -15,12 +16,20 @@
 #include "kernels/philox.h"
 #include "support/compare.h"
 #include "support/cuda.h"
-#include "support/gradcheck.h"
+#include "support/op_table.h"
 
 using namespace basin;
+using basin::testing::OpCase;
+using basin::testing::Outputs;
+using basin::testing::ParityRun;
+using basin::testing::Runs;
+using basin::testing::absolute;
 using basin::testing::equal;
-using basin::testing::gradcheck;
+using basin::testing::exact;
+using basin::testing::input;
 using basin::testing::max_abs_diff;
+using basin::testing::scaled;
+using basin::testing::uniform;
 
 namespace {
 
@@ -126,18 +135,19 @@ TEST_CASE("pooling reads non-contiguous input correctly", "[pool]") {
   CHECK(equal(avg_pool2d(view, {3, 3}, {2, 2}, {1, 1}), avg_pool2d(view.contiguous(), {3, 3}, {2, 2}, {1, 1})));
 }
 
-// ---------------------------------------------------------------- gradients
+// ---------------------------------------------------------------- the tables
 
 namespace {
 
 struct PoolCase {
-  const char* name;
+  std::string name;
   Shape shape;
   Pair kernel, stride, padding;
 };
 
-// Odd sizes, overlapping and disjoint windows, padding, non-square kernels.
-std::vector<PoolCase> pool_cases() {
+// Small cases for the finite-difference checks: odd sizes, overlapping and
+// disjoint windows, padding, non-square kernels.
+std::vector<PoolCase> small_cases() {
   return {
       {"k3 s2 p1", {2, 2, 5, 5}, {3, 3}, {2, 2}, {1, 1}},
       {"k2 s2", {1, 3, 4, 6}, {2, 2}, {2, 2}, {0, 0}},
@@ -147,59 +157,86 @@ std::vector<PoolCase> pool_cases() {
   };
 }
 
+// Odd cases for CUDA parity.
+std::vector<PoolCase> parity_cases() {
+  return {
+      {"3x5x9x9 k3 s2 p1", {3, 5, 9, 9}, {3, 3}, {2, 2}, {1, 1}},
+      {"3x5x8x8 k2 s2", {3, 5, 8, 8}, {2, 2}, {2, 2}, {0, 0}},
+      {"3x5x7x10 k(3,2) s(1,2) p(1,1)", {3, 5, 7, 10}, {3, 2}, {1, 2}, {1, 1}},
+      {"3x5x11x9 k2 s3 (gaps)", {3, 5, 11, 9}, {2, 2}, {3, 3}, {0, 0}},
+      // More outputs than the grid has threads: exercises the grid-stride loops.
+      {"67x64x33x33 k3 s2 p1", {67, 64, 33, 33}, {3, 3}, {2, 2}, {1, 1}},
+  };
+}
+
+using Pool = Tensor (*)(const Tensor&, Pair, Pair, Pair);
+
+// Inputs from N(0, 1): continuous, so max_pool2d meets no ties (kinks).
+// Parity poisons the CUDA pool's free memory before each pass, so an output
+// element a kernel forgets to write shows up as NaN; the bound is
+// max |cuda - cpu| <= tol * (1 + max |cpu|).
+std::vector<OpCase> pool_cases(Pool pool, bool linear) {
+  std::vector<OpCase> cases;
+  const auto entry = [pool](const PoolCase& c, Runs runs) {
+    return OpCase{.name = c.name,
+                  .fn = [pool, c](const auto& x) { return pool(x[0], c.kernel, c.stride, c.padding); },
+                  .inputs = {input(c.shape)},
+                  .runs = runs,
+                  .tolerances = scaled(1e-6, 1e-14),
+                  .poison = true};
+  };
+  for (const PoolCase& c : small_cases()) {
+    cases.push_back(entry(c, Runs::Gradients));
+    cases.back().all_compared = linear;  // avg_pool2d is linear: no element may be skipped
+  }
+  for (const PoolCase& c : parity_cases()) cases.push_back(entry(c, Runs::Parity));
+  return cases;
+}
+
+Tensor max_pool(const Tensor& x, Pair kernel, Pair stride, Pair padding) {
+  return max_pool2d(x, kernel, stride, padding);
+}
+Tensor avg_pool(const Tensor& x, Pair kernel, Pair stride, Pair padding) {
+  return avg_pool2d(x, kernel, stride, padding);
+}
+
+std::vector<OpCase> global_avg_pool_cases() {
+  return {{.name = "global_avg_pool2d",
+           .fn = [](const auto& x) { return global_avg_pool2d(x[0]); },
+           .inputs = {input({2, 3, 3, 5}, {3, 5, 9, 9})},
+           .tolerances = absolute(1e-6, 1e-14),
+           .all_compared = true}};
+}
+
 }  // namespace
 
 TEST_CASE("max_pool2d matches finite differences", "[pool][gradcheck]") {
-  manual_seed(6);
-  for (const PoolCase& c : pool_cases()) {
-    SECTION(c.name) {
-      // Continuous random data: ties (kinks) have probability zero.
-      const auto result = gradcheck([&](const auto& x) { return max_pool2d(x[0], c.kernel, c.stride, c.padding); },
-                                    {randn(c.shape, kFloat64)});
-      INFO(c.name << ": " << result.report);
-      CHECK(result.ok);
-      CHECK(result.compared > 0);
-    }
-  }
+  testing::run_gradient_checks(pool_cases(max_pool, false));
 }
 
 TEST_CASE("avg_pool2d matches finite differences", "[pool][gradcheck]") {
-  manual_seed(7);
-  for (const PoolCase& c : pool_cases()) {
-    SECTION(c.name) {
-      const auto result = gradcheck([&](const auto& x) { return avg_pool2d(x[0], c.kernel, c.stride, c.padding); },
-                                    {randn(c.shape, kFloat64)});
-      INFO(c.name << ": " << result.report);
-      CHECK(result.ok);
-      CHECK(result.compared > 0);
-    }
-  }
+  testing::run_gradient_checks(pool_cases(avg_pool, true));
 }
 
 TEST_CASE("global_avg_pool2d matches finite differences", "[pool][gradcheck]") {
-  manual_seed(8);
-  const auto result = gradcheck([](const auto& x) { return global_avg_pool2d(x[0]); }, {randn({2, 3, 3, 5}, kFloat64)});
-  INFO(result.report);
-  CHECK(result.ok);
-  CHECK(result.compared == 90);
+  testing::run_gradient_checks(global_avg_pool_cases());
 }
 
 TEST_CASE("dropout matches finite differences with a fixed mask", "[dropout][gradcheck]") {
   // Reseeding inside the function gives every evaluation the same mask.
-  const auto fn = [](const std::vector<Tensor>& x) {
-    manual_seed(9);
-    return dropout(x[0], 0.4, true);
-  };
-  manual_seed(10);
-  const Tensor x = rand({5, 7}, kFloat64, 0.5, 2.0);  // no zeros: a dropped element shows as 0
-  const std::vector<double> y = values_of(fn({x}));
+  const OpCase c{.name = "dropout p 0.4",
+                 .fn = [](const auto& x) {
+                   manual_seed(9);
+                   return dropout(x[0], 0.4, true);
+                 },
+                 .inputs = {input({5, 7}, uniform(0.5, 2.0))},  // no zeros: a dropped element shows as 0
+                 .all_compared = true};
+  // The mask must both drop and keep for the check to mean anything.
+  const std::vector<double> y = values_of(c.fn({rand({5, 7}, kFloat64, 0.5, 2.0)}).tensors[0]);
   const auto dropped = std::count(y.begin(), y.end(), 0.0);
-  REQUIRE(dropped > 0);  // the mask must both drop and keep for the check to mean anything
+  REQUIRE(dropped > 0);
   REQUIRE(dropped < 35);
-  const auto result = gradcheck(fn, {x});
-  INFO(result.report);
-  CHECK(result.ok);
-  CHECK(result.compared == 35);
+  testing::check_gradients(c);
 }
 
 // ---------------------------------------------------------------- dropout semantics
@@ -324,120 +361,36 @@ TEST_CASE("pooling and dropout reject bad arguments with clear errors", "[pool][
 
 // ---------------------------------------------------------------- CUDA parity
 
-namespace {
-
-// Leaves freed NaN blocks in the device pool, so an output element a kernel
-// forgets to write is likely to show up as NaN rather than as stale right values.
-void poison_free_memory(Device device) {
-  (void)full({1 << 22}, std::numeric_limits<double>::quiet_NaN(), TensorOptions(kFloat64).device(device));
-}
-
-struct ParityCase {
-  const char* name;
-  Shape shape;
-  Pair kernel, stride, padding;
-};
-
-std::vector<ParityCase> parity_cases() {
-  return {
-      {"3x5x9x9 k3 s2 p1", {3, 5, 9, 9}, {3, 3}, {2, 2}, {1, 1}},
-      {"3x5x8x8 k2 s2", {3, 5, 8, 8}, {2, 2}, {2, 2}, {0, 0}},
-      {"3x5x7x10 k(3,2) s(1,2) p(1,1)", {3, 5, 7, 10}, {3, 2}, {1, 2}, {1, 1}},
-      {"3x5x11x9 k2 s3 (gaps)", {3, 5, 11, 9}, {2, 2}, {3, 3}, {0, 0}},
-      // More outputs than the grid has threads: exercises the grid-stride loops.
-      {"67x64x33x33 k3 s2 p1", {67, 64, 33, 33}, {3, 3}, {2, 2}, {1, 1}},
-  };
-}
-
-using PoolFn = std::function<Tensor(const Tensor&, const ParityCase&)>;
-
-void check_pool_parity(const char* op, const PoolFn& pool) {
-  manual_seed(20);
-  for (const ParityCase& c : parity_cases()) {
-    for (DType dtype : {kFloat32, kFloat64}) {
-      INFO(op << " " << c.name << " " << dtype_name(dtype));
-      const Tensor x_cpu = randn(c.shape, dtype).requires_grad_();
-      const Tensor x_cuda = x_cpu.detach().to(Device::cuda()).requires_grad_();
-      poison_free_memory(Device::cuda());
-      const Tensor expected = pool(x_cpu, c);
-      const Tensor got = pool(x_cuda, c);
-      REQUIRE(got.device().is_cuda());
-      const double tolerance = dtype == kFloat32 ? 1e-6 : 1e-14;
-      const double scale = 1.0 + max_abs_diff(expected, zeros_like(expected));
-      CHECK(max_abs_diff(got, expected) <= tolerance * scale);
-
-      const Tensor upstream = randn(expected.shape(), dtype);
-      expected.backward(upstream);
-      poison_free_memory(Device::cuda());
-      got.backward(upstream.to(Device::cuda()));
-      const Tensor grad_scale = zeros_like(x_cpu.grad());
-      CHECK(max_abs_diff(x_cuda.grad(), x_cpu.grad()) <=
-            tolerance * (1.0 + max_abs_diff(x_cpu.grad(), grad_scale)));
-    }
-  }
-}
-
-}  // namespace
-
 TEST_CASE("max_pool2d CUDA kernels match the CPU kernels", "[pool][cuda]") {
-  BASIN_REQUIRE_CUDA();
-  check_pool_parity("max_pool2d",
-                    [](const Tensor& x, const ParityCase& c) { return max_pool2d(x, c.kernel, c.stride, c.padding); });
+  testing::run_cuda_parity(pool_cases(max_pool, false));
 }
 
 TEST_CASE("avg_pool2d CUDA kernels match the CPU kernels", "[pool][cuda]") {
-  BASIN_REQUIRE_CUDA();
-  check_pool_parity("avg_pool2d",
-                    [](const Tensor& x, const ParityCase& c) { return avg_pool2d(x, c.kernel, c.stride, c.padding); });
+  testing::run_cuda_parity(pool_cases(avg_pool, true));
 }
 
 TEST_CASE("global_avg_pool2d on CUDA matches the CPU", "[pool][cuda]") {
-  BASIN_REQUIRE_CUDA();
-  manual_seed(21);
-  for (DType dtype : {kFloat32, kFloat64}) {
-    INFO(dtype_name(dtype));
-    const Tensor x_cpu = randn({3, 5, 9, 9}, dtype).requires_grad_();
-    const Tensor x_cuda = x_cpu.detach().to(Device::cuda()).requires_grad_();
-    const Tensor expected = global_avg_pool2d(x_cpu);
-    const Tensor got = global_avg_pool2d(x_cuda);
-    const double tolerance = dtype == kFloat32 ? 1e-6 : 1e-14;
-    CHECK(max_abs_diff(got, expected) <= tolerance);
-    const Tensor upstream = randn(expected.shape(), dtype);
-    expected.backward(upstream);
-    got.backward(upstream.to(Device::cuda()));
-    CHECK(max_abs_diff(x_cuda.grad(), x_cpu.grad()) <= tolerance);
-  }
+  testing::run_cuda_parity(global_avg_pool_cases());
 }
 
+// Two draws in a row on each side from the same state (the second one starts
+// at a nonzero counter offset) must give the same masks on CUDA as on the
+// CPU, bit for bit; the backward through the first. Odd sizes leave a partial
+// group of four at the end; the large one needs the grid-stride loop.
 TEST_CASE("dropout draws the same mask on CUDA and CPU", "[dropout][cuda]") {
-  BASIN_REQUIRE_CUDA();
-  // Odd sizes leave a partial group of four at the end; the large one needs
-  // the grid-stride loop.
+  std::vector<OpCase> cases;
   for (const Shape& shape : {Shape{3, 5, 9, 9}, Shape{5000011}}) {
-    for (DType dtype : {kFloat32, kFloat64}) {
-      INFO(shape_str(shape) << " " << dtype_name(dtype));
-      manual_seed(22);
-      const Tensor x_cpu = rand(shape, dtype, 0.5, 1.5).requires_grad_();
-      const Tensor x_cuda = x_cpu.detach().to(Device::cuda()).requires_grad_();
-      const Tensor upstream = randn(shape, dtype);
-
-      // Two draws in a row on each side from the same state: the second one
-      // starts at a nonzero counter offset.
-      manual_seed(23);
-      const Tensor cpu_first = dropout(x_cpu, 0.3, true);
-      const Tensor cpu_second = dropout(x_cpu, 0.3, true);
-      manual_seed(23);
-      poison_free_memory(Device::cuda());
-      const Tensor cuda_first = dropout(x_cuda, 0.3, true);
-      const Tensor cuda_second = dropout(x_cuda, 0.3, true);
-      CHECK(equal(cuda_first, cpu_first));
-      CHECK(equal(cuda_second, cpu_second));
-      CHECK_FALSE(equal(cpu_first, cpu_second));
-
-      cpu_first.backward(upstream);
-      poison_free_memory(Device::cuda());
-      cuda_first.backward(upstream.to(Device::cuda()));
-      CHECK(equal(x_cuda.grad(), x_cpu.grad()));
-    }
+    cases.push_back({.name = "dropout p 0.3 twice " + shape_str(shape),
+                     .fn = [](const auto& x) -> Outputs {
+                       manual_seed(23);
+                       const Tensor first = dropout(x[0], 0.3, true);
+                       return {first, dropout(x[0], 0.3, true).detach()};
+                     },
+                     .inputs = {input(shape, uniform(0.5, 1.5))},
+                     .runs = Runs::Parity,
+                     .tolerances = exact(),
+                     .poison = true,
+                     .also = [](const ParityRun& run) { CHECK_FALSE(equal(run.expected[0], run.expected[1])); }});
   }
+  testing::run_cuda_parity(cases);
 }

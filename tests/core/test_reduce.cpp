@@ -1,5 +1,6 @@
-// Reductions: sum, mean, max and argmax. Values, finite-difference gradients,
-// CUDA-vs-CPU parity (values, indices and backward), NaN handling, errors.
+// Reductions: sum, mean, max and argmax. Values, NaN handling and errors, and
+// one table of cases (support/op_table.h) driving the finite-difference
+// gradients and the CUDA-vs-CPU parity (values, indices and backward).
 #include <catch2/catch.hpp>
 
 #include <cmath>
@@ -13,24 +14,23 @@
 #include "kernels/reduce.h"
 #include "support/compare.h"
 #include "support/cuda.h"
-#include "support/gradcheck.h"
+#include "support/op_table.h"
 
 using namespace basin;
-using basin::testing::gradcheck;
+using basin::testing::OpCase;
+using basin::testing::Outputs;
+using basin::testing::ParityRun;
+using basin::testing::Runs;
+using basin::testing::absolute;
+using basin::testing::custom;
+using basin::testing::exact;
+using basin::testing::input;
+using basin::testing::input_no_grad;
 using basin::testing::max_abs_diff;
 
 namespace {
 
-// Element-by-element equality where NaN equals NaN (max propagates NaN).
-bool same_values(const Tensor& a, const Tensor& b) {
-  if (a.shape() != b.shape() || a.dtype() != b.dtype()) return false;
-  const std::vector<double> x = a.to_vector<double>();
-  const std::vector<double> y = b.to_vector<double>();
-  for (std::size_t i = 0; i < x.size(); ++i) {
-    if (!(x[i] == y[i] || (std::isnan(x[i]) && std::isnan(y[i])))) return false;
-  }
-  return true;
-}
+std::string dims_name(const Dims& dims) { return dims.empty() ? "all dims" : "dims " + shape_str(dims); }
 
 std::vector<std::int64_t> indices_of(const Tensor& t) {
   REQUIRE(t.dtype() == kInt64);
@@ -51,22 +51,66 @@ TEST_CASE("sum and mean give the right values", "[reduce]") {
   CHECK(sum_to(ones({2, 3, 4}, kFloat64), {3, 1}).to_vector<double>() == std::vector<double>{8, 8, 8});
 }
 
-TEST_CASE("reductions match finite differences", "[reduce][gradcheck]") {
-  manual_seed(21);
-  const Tensor x = randn({3, 4, 5}, kFloat64);
-  const std::vector<std::pair<const char*, testing::TensorFn>> cases = {
-      {"sum all", [](const auto& v) { return sum(v[0]); }},
-      {"sum dim 1", [](const auto& v) { return sum(v[0], {1}); }},
-      {"sum dims 0,2 keepdim", [](const auto& v) { return sum(v[0], {0, 2}, true); }},
-      {"mean all", [](const auto& v) { return mean(v[0]); }},
-      {"mean dim -1", [](const auto& v) { return mean(v[0], {-1}); }},
-      {"mean of transposed", [](const auto& v) { return mean(v[0].transpose(0, 2), {1}); }},
-  };
-  for (const auto& [name, fn] : cases) {
-    const auto result = gradcheck(fn, {x});
-    INFO(name << ": " << result.report);
-    CHECK(result.ok);
+namespace {
+
+std::vector<OpCase> sum_mean_cases() {
+  std::vector<OpCase> cases;
+  // sum and mean over every kind of dim list, with and without keepdim:
+  // gradients at [3, 4, 5], parity at [7, 33, 65] within 1e-4 (float32) and
+  // 1e-10 (float64), forward and backward.
+  const std::vector<Dims> dim_lists = {{}, {0}, {1}, {2}, {-1}, {0, 2}, {1, 2}};
+  for (const bool is_mean : {false, true}) {
+    for (const Dims& dims : dim_lists) {
+      for (const bool keepdim : {false, true}) {
+        const std::string op = is_mean ? "mean " : "sum ";
+        cases.push_back({.name = op + dims_name(dims) + (keepdim ? " keepdim" : ""),
+                         .fn = [=](const auto& x) {
+                           return is_mean ? mean(x[0], dims, keepdim) : sum(x[0], dims, keepdim);
+                         },
+                         .inputs = {input({3, 4, 5}, {7, 33, 65})},
+                         .tolerances = absolute(1e-4, 1e-10),
+                         .all_compared = true});
+      }
+    }
   }
+  cases.push_back({.name = "sum to a scalar",
+                   .fn = [](const auto& x) { return sum(x[0]); },
+                   .inputs = {input({3, 4, 5}, {7, 33, 65})},
+                   .tolerances = absolute(1e-4, 1e-10),
+                   .all_compared = true});
+  cases.push_back({.name = "mean to a scalar",
+                   .fn = [](const auto& x) { return mean(x[0]); },
+                   .inputs = {input({3, 4, 5}, {7, 33, 65})},
+                   .tolerances = absolute(1e-4, 1e-10),
+                   .all_compared = true});
+  cases.push_back({.name = "mean of transposed",
+                   .fn = [](const auto& x) { return mean(x[0].transpose(0, 2), {1}); },
+                   .inputs = {input({3, 4, 5}, {7, 33, 65})},
+                   .tolerances = absolute(1e-4, 1e-10),
+                   .all_compared = true});
+  // A million elements: a multi-block sum, 100 times the tolerance; and run to
+  // run the GPU sum is bit-identical.
+  cases.push_back({.name = "sum of 2^20 elements",
+                   .fn = [](const auto& x) { return sum(x[0]); },
+                   .inputs = {input({1 << 20})},
+                   .runs = Runs::Parity,
+                   .tolerances = absolute(1e-2, 1e-8),
+                   .also = [](const ParityRun& run) {
+                     const Tensor d = run.cuda_inputs[0].detach();
+                     CHECK(sum(d).item() == sum(d).item());
+                   }});
+
+  return cases;
+}
+
+}  // namespace
+
+TEST_CASE("reductions match finite differences", "[reduce][gradcheck]") {
+  testing::run_gradient_checks(sum_mean_cases());
+}
+
+TEST_CASE("reduction CUDA kernels match the CPU kernels", "[reduce][cuda]") {
+  testing::run_cuda_parity(sum_mean_cases());
 }
 
 TEST_CASE("reductions are deterministic", "[reduce]") {
@@ -74,26 +118,6 @@ TEST_CASE("reductions are deterministic", "[reduce]") {
   const Tensor x = randn({1000, 37});
   CHECK(testing::equal(sum(x, {0}), sum(x, {0})));
   CHECK(sum(x).item() == sum(x).item());
-}
-
-TEST_CASE("reduction CUDA kernels match the CPU kernels", "[reduce][cuda]") {
-  BASIN_REQUIRE_CUDA();
-  manual_seed(23);
-  for (DType dtype : {kFloat32, kFloat64}) {
-    const Tensor x = randn({7, 33, 65}, dtype);
-    const Tensor d = x.to(Device::cuda());
-    const double tolerance = dtype == kFloat32 ? 1e-4 : 1e-10;
-    for (const Dims& dims : std::vector<Dims>{{}, {0}, {1}, {2}, {0, 2}, {1, 2}}) {
-      INFO(dtype_name(dtype) << " dims " << shape_str(dims));
-      CHECK(max_abs_diff(sum(d, dims), sum(x, dims)) <= tolerance);
-      CHECK(max_abs_diff(mean(d, dims, true), mean(x, dims, true)) <= tolerance);
-    }
-    const Tensor big = randn({1 << 20}, dtype);
-    CHECK(max_abs_diff(sum(big.to(Device::cuda())), sum(big)) <= tolerance * 100);
-    // Run to run, the GPU sum is bit-identical.
-    const Tensor dbig = big.to(Device::cuda());
-    CHECK(sum(dbig).item() == sum(dbig).item());
-  }
 }
 
 TEST_CASE("reductions reject bad dims", "[reduce][errors]") {
@@ -179,24 +203,92 @@ TEST_CASE("max sends the gradient to the first maximal element", "[reduce][max]"
                             0, 1, 0, 0, 2, 0, 0, 0, 0, 0, 3, 0});
 }
 
-TEST_CASE("max matches finite differences", "[reduce][max][gradcheck]") {
-  manual_seed(24);
-  const Tensor x = randn({3, 4, 5}, kFloat64);  // continuous random values: no ties
-  const std::vector<std::pair<const char*, testing::TensorFn>> cases = {
-      {"max all", [](const auto& v) { return max(v[0]); }},
-      {"max dim 1", [](const auto& v) { return max(v[0], {1}); }},
-      {"max dim -1 keepdim", [](const auto& v) { return max(v[0], {-1}, true); }},
-      {"max dims 0,2 keepdim", [](const auto& v) { return max(v[0], {0, 2}, true); }},
-      {"max dims 1,2", [](const auto& v) { return max(v[0], {1, 2}); }},
-      {"max of transposed", [](const auto& v) { return max(v[0].transpose(0, 2), {1}); }},
-      {"max times mean", [](const auto& v) { return mul(max(v[0], {0}), mean(v[0], {0})); }},
+namespace {
+
+// floor(4 * randn): many ties, which checks the first-index rule across
+// threads; and a NaN every 1013 elements, which checks propagation.
+Tensor ties_and_nans(const Shape& shape, DType dtype) {
+  std::vector<double> values = mul(randn(shape, kFloat64), 4.0).to_vector<double>();
+  for (double& v : values) v = std::floor(v);
+  for (std::size_t i = 17; i < values.size(); i += 1013) values[i] = NAN;
+  return from_vector<double>(values, shape).to(dtype);
+}
+
+std::vector<OpCase> max_cases() {
+  std::vector<OpCase> cases;
+  // max on continuous random data (no ties, so no kinks): gradients at
+  // [3, 4, 5]; parity at [7, 33, 65], exactly.
+  const std::vector<std::pair<std::string, testing::OpFn>> max_ops = {
+      {"max to a scalar", [](const auto& x) { return max(x[0]); }},
+      {"max dim 1", [](const auto& x) { return max(x[0], {1}); }},
+      {"max dim -1 keepdim", [](const auto& x) { return max(x[0], {-1}, true); }},
+      {"max dims 0,2 keepdim", [](const auto& x) { return max(x[0], {0, 2}, true); }},
+      {"max dims 1,2", [](const auto& x) { return max(x[0], {1, 2}); }},
+      {"max of transposed", [](const auto& x) { return max(x[0].transpose(0, 2), {1}); }},
   };
-  for (const auto& [name, fn] : cases) {
-    const auto result = gradcheck(fn, {x});
-    INFO(name << ": " << result.report);
-    CHECK(result.ok);
-    CHECK(result.compared > 0);
+  for (const auto& [name, fn] : max_ops) {
+    cases.push_back({.name = name, .fn = fn, .inputs = {input({3, 4, 5}, {7, 33, 65})}, .tolerances = exact()});
   }
+  cases.push_back({.name = "max times mean",
+                   .fn = [](const auto& x) { return mul(max(x[0], {0}), mean(x[0], {0})); },
+                   .inputs = {input({3, 4, 5}, {7, 33, 65})},
+                   .tolerances = absolute(1e-4, 1e-10)});
+
+  // max and argmax on ties and NaNs, with and without keepdim, bit for bit
+  // (NaN matching NaN), backward too. Shapes are odd on purpose: rows of 4099
+  // run the block-per-row kernel with a ragged tail.
+  for (const Shape& shape : std::vector<Shape>{{7, 33, 65}, {5, 4099}, {3, 1, 517}}) {
+    std::vector<Dims> lists = {{}, {0}, {-1}, {0, -1}};
+    if (shape.size() == 3) lists.insert(lists.end(), {{1}, {1, 2}, {0, 1}});
+    for (const Dims& dims : lists) {
+      cases.push_back({.name = "max with ties and NaN " + shape_str(shape) + " " + dims_name(dims),
+                       .fn = [dims](const auto& x) -> Outputs { return {max(x[0], dims), max(x[0], dims, true)}; },
+                       .inputs = {input(shape, custom(ties_and_nans))},
+                       .runs = Runs::Parity,
+                       .tolerances = exact(/*nan_equal=*/true)});
+    }
+    for (std::int64_t dim = 0; dim < static_cast<std::int64_t>(shape.size()); ++dim) {
+      cases.push_back({.name = "argmax with ties and NaN " + shape_str(shape) + " dim " + std::to_string(dim),
+                       .fn = [dim](const auto& x) -> Outputs { return {argmax(x[0], dim), argmax(x[0], dim, true)}; },
+                       .inputs = {input(shape, custom(ties_and_nans))},
+                       .runs = Runs::Parity,
+                       .differentiable = false,
+                       .tolerances = exact()});
+    }
+  }
+
+  // The max kernels themselves, on NaN-poisoned outputs: every element must be written.
+  cases.push_back(
+      {.name = "max kernels on poisoned outputs",
+       .fn = [](const auto& x) -> Outputs {
+         const kernels::ReduceShape layout{3, 129, 5};
+         const Device device = x[0].device();
+         Tensor values = full({3, 5}, NAN, TensorOptions(x[0].dtype()).device(device));
+         Tensor indices = full({3, 5}, -1, TensorOptions(kInt64).device(device));
+         run_kernel(
+             device, [&] { kernels::cpu::max(arg(values), arg(indices), arg(x[0]), layout); },
+             [&] { kernels::cuda::max(arg(values), arg(indices), arg(x[0]), layout); });
+         Tensor grad_in = full({3, 129, 5}, NAN, TensorOptions(x[0].dtype()).device(device));
+         run_kernel(
+             device, [&] { kernels::cpu::max_backward(arg(grad_in), arg(x[1]), arg(indices), layout); },
+             [&] { kernels::cuda::max_backward(arg(grad_in), arg(x[1]), arg(indices), layout); });
+         return {values, indices, grad_in};
+       },
+       .inputs = {input_no_grad({3, 129, 5}), input_no_grad({3, 5})},
+       .runs = Runs::Parity,
+       .differentiable = false,
+       .tolerances = exact()});
+  return cases;
+}
+
+}  // namespace
+
+TEST_CASE("max matches finite differences", "[reduce][max][gradcheck]") {
+  testing::run_gradient_checks(max_cases());
+}
+
+TEST_CASE("max CUDA kernels match the CPU kernels", "[reduce][max][cuda]") {
+  testing::run_cuda_parity(max_cases());
 }
 
 TEST_CASE("max CPU backward kernel writes every element", "[reduce][max]") {
@@ -211,67 +303,6 @@ TEST_CASE("max CPU backward kernel writes every element", "[reduce][max]") {
   Tensor grad_in = full({3, 5, 7}, NAN, kFloat64);
   kernels::cpu::max_backward(arg(grad_in), arg(g), arg(indices), layout);
   CHECK(sum(grad_in, {1}).to_vector<double>() == g.to_vector<double>());  // no NaN left, one non-zero per group
-}
-
-TEST_CASE("max CUDA kernels match the CPU kernels", "[reduce][max][cuda]") {
-  BASIN_REQUIRE_CUDA();
-  manual_seed(26);
-  for (DType dtype : {kFloat32, kFloat64}) {
-    // floor(4 * randn) has many ties, which checks the first-index rule across
-    // threads; a few NaNs check propagation. Shapes are odd on purpose: rows of
-    // 4099 run the block-per-row kernel with a ragged tail.
-    for (const Shape& shape : std::vector<Shape>{{7, 33, 65}, {5, 4099}, {3, 1, 517}}) {
-      Tensor x = mul(randn(shape, kFloat64), 4.0);
-      std::vector<double> values = x.to_vector<double>();
-      for (double& v : values) v = std::floor(v);
-      for (std::size_t i = 17; i < values.size(); i += 1013) values[i] = NAN;
-      x = from_vector<double>(values, shape).to(dtype);
-      const Tensor d = x.to(Device::cuda());
-      std::vector<Dims> dim_lists = {{}, {0}, {-1}, {0, -1}};
-      if (shape.size() == 3) dim_lists.insert(dim_lists.end(), {{1}, {1, 2}, {0, 1}});
-      for (const Dims& dims : dim_lists) {
-        INFO(dtype_name(dtype) << " shape " << shape_str(shape) << " dims " << shape_str(dims));
-        const Tensor got = max(d, dims);
-        CHECK(got.device().is_cuda());
-        CHECK(same_values(got, max(x, dims)));
-        CHECK(same_values(max(d, dims, true), max(x, dims, true)));
-      }
-      for (std::int64_t dim = 0; dim < static_cast<std::int64_t>(shape.size()); ++dim) {
-        INFO(dtype_name(dtype) << " shape " << shape_str(shape) << " argmax dim " << dim);
-        CHECK(indices_of(argmax(d, dim)) == indices_of(argmax(x, dim)));
-      }
-    }
-
-    // Backward on random data (ties included) with a random upstream gradient.
-    for (const Dims& dims : std::vector<Dims>{{}, {1}, {2}, {0, 2}}) {
-      INFO(dtype_name(dtype) << " backward dims " << shape_str(dims));
-      std::vector<double> values = mul(randn({7, 33, 65}, kFloat64), 4.0).to_vector<double>();
-      for (double& v : values) v = std::floor(v);
-      Tensor x = from_vector<double>(values, {7, 33, 65}).to(dtype).requires_grad_();
-      Tensor d = x.detach().to(Device::cuda()).requires_grad_();
-      const Tensor expected = max(x, dims);
-      const Tensor upstream = randn(expected.shape(), dtype);
-      expected.backward(upstream);
-      max(d, dims).backward(upstream.to(Device::cuda()));
-      CHECK(max_abs_diff(d.grad(), x.grad()) == 0.0);
-    }
-
-    // The kernels themselves, on poisoned outputs: every element must be written.
-    const kernels::ReduceShape layout{3, 129, 5};
-    const Tensor x = randn({3, 129, 5}, dtype);
-    const Tensor d = x.to(Device::cuda());
-    Tensor values = full({3, 5}, NAN, TensorOptions(dtype).device(Device::cuda()));
-    Tensor indices = full({3, 5}, -1, TensorOptions(kInt64).device(Device::cuda()));
-    run_kernel(Device::cuda(), [] {}, [&] { kernels::cuda::max(arg(values), arg(indices), arg(d), layout); });
-    CHECK(same_values(values, max(x, {1})));
-    CHECK(indices_of(indices) == indices_of(argmax(x, 1)));
-    const Tensor g = randn({3, 5}, dtype);
-    const Tensor g_cuda = g.to(Device::cuda());
-    Tensor grad_in = full({3, 129, 5}, NAN, TensorOptions(dtype).device(Device::cuda()));
-    run_kernel(Device::cuda(), [] {},
-               [&] { kernels::cuda::max_backward(arg(grad_in), arg(g_cuda), arg(indices), layout); });
-    CHECK(same_values(sum(grad_in, {1}), g_cuda));
-  }
 }
 
 TEST_CASE("max and argmax reject bad input", "[reduce][max][errors]") {

@@ -1,5 +1,6 @@
-// softmax and log_softmax: values, PyTorch fixtures, finite-difference
-// gradients, CUDA-vs-CPU kernel parity, and errors.
+// softmax and log_softmax: values, PyTorch fixtures, errors, and one table of
+// cases (support/op_table.h) driving the finite-difference gradients and the
+// CUDA-vs-CPU parity of the ops and of the kernels themselves.
 #include <catch2/catch.hpp>
 
 #include <cmath>
@@ -15,13 +16,19 @@
 #include "support/compare.h"
 #include "support/cuda.h"
 #include "support/fixtures.h"
-#include "support/gradcheck.h"
+#include "support/op_table.h"
 
 using namespace basin;
 using basin::kernels::SoftmaxKind;
+using basin::testing::OpCase;
+using basin::testing::Outputs;
+using basin::testing::Runs;
 using basin::testing::fixture_tensor;
-using basin::testing::gradcheck;
+using basin::testing::input;
+using basin::testing::input_no_grad;
 using basin::testing::max_abs_diff;
+using basin::testing::normal;
+using basin::testing::relative;
 using basin::testing::relative_error;
 
 namespace {
@@ -139,107 +146,106 @@ TEST_CASE("softmax and log_softmax match PyTorch", "[softmax][fixture]") {
   }
 }
 
-TEST_CASE("softmax and log_softmax match finite differences", "[softmax][gradcheck]") {
-  manual_seed(42);
-  const Tensor x = mul(randn({3, 4, 5}, kFloat64), 2.0);
-  for (std::int64_t dim : {0, 1, -1}) {
-    const std::vector<std::pair<const char*, testing::TensorFn>> cases = {
-        {"softmax", [dim](const auto& v) { return softmax(v[0], dim); }},
-        {"log_softmax", [dim](const auto& v) { return log_softmax(v[0], dim); }},
-        {"softmax of a transposed view", [dim](const auto& v) { return softmax(v[0].transpose(0, 2), dim); }},
-    };
-    for (const auto& [name, fn] : cases) {
-      const auto result = gradcheck(fn, {x});
-      INFO(name << " dim " << dim << ": " << result.report);
-      CHECK(result.ok);
-      CHECK(result.compared == x.numel());
-    }
-  }
-}
-
 namespace {
 
-// Softmax and log-softmax, forward and backward, on CUDA against the CPU
-// kernels for one shape, reduced over `dim`.
-void check_cuda_softmax_kernels(const Shape& shape, std::int64_t dim, DType dtype) {
-  for (SoftmaxKind kind : {SoftmaxKind::Softmax, SoftmaxKind::LogSoftmax}) {
-    INFO(shape_str(shape) << " dim " << dim << " " << dtype_name(dtype) << " kind " << static_cast<int>(kind));
-    const double tolerance = dtype == kFloat32 ? 1e-6 : 1e-12;
-    const auto layout = layout_for(shape, dim);
-    // Spread-out logits, so the max subtraction and the sums both matter.
-    const Tensor x = mul(randn(shape, dtype), 4.0);
-    const Tensor g = randn(shape, dtype);
-    const Tensor x_gpu = x.to(Device::cuda());
-    const Tensor g_gpu = g.to(Device::cuda());
+// The softmax (or log-softmax) kernels on CUDA against the CPU kernels, called
+// directly on NaN-poisoned outputs: the forward, then the backward on the same
+// saved output (the CPU kernel's), so that only the backward kernels differ.
+// Inputs: spread-out logits (so the max subtraction and the sums both matter)
+// and an upstream gradient.
+OpCase kernel_case(SoftmaxKind kind, const Shape& shape, std::int64_t dim,
+                   std::vector<DType> dtypes = {kFloat32, kFloat64}) {
+  const char* op = kind == SoftmaxKind::Softmax ? "softmax" : "log_softmax";
+  return {.name = std::string(op) + " kernels " + shape_str(shape) + " dim " + std::to_string(dim),
+          .fn = [kind, dim](const auto& x) -> Outputs {
+            const Tensor& logits = x[0];
+            const Tensor& upstream = x[1];
+            const auto layout = layout_for(logits.shape(), dim);
+            const Device device = logits.device();
+            const TensorOptions options = TensorOptions(logits.dtype()).device(device);
+            Tensor y = full(logits.shape(), NAN, options);
+            run_kernel(
+                device, [&] { kernels::cpu::softmax_forward(kind, arg(y), arg(logits), layout); },
+                [&] { kernels::cuda::softmax_forward(kind, arg(y), arg(logits), layout); });
+            Tensor saved = full(logits.shape(), NAN, logits.dtype());
+            const Tensor logits_cpu = logits.cpu();
+            kernels::cpu::softmax_forward(kind, arg(saved), arg(logits_cpu), layout);
+            const Tensor same = saved.to(device);
+            Tensor grad = full(logits.shape(), NAN, options);
+            run_kernel(
+                device, [&] { kernels::cpu::softmax_backward(kind, arg(grad), arg(upstream), arg(same), layout); },
+                [&] { kernels::cuda::softmax_backward(kind, arg(grad), arg(upstream), arg(same), layout); });
+            return {y, grad};
+          },
+          .inputs = {input_no_grad(shape, normal(0.0, 4.0)), input_no_grad(shape)},
+          .runs = Runs::Parity,
+          .differentiable = false,
+          .dtypes = std::move(dtypes),
+          .tolerances = relative(1e-6, 1e-12)};
+}
 
-    Tensor y = full(shape, NAN, dtype);
-    Tensor y_gpu = full(shape, NAN, TensorOptions(dtype).device(Device::cuda()));
-    kernels::cpu::softmax_forward(kind, arg(y), arg(x), layout);
-    run_kernel(
-        Device::cuda(), [] {}, [&] { kernels::cuda::softmax_forward(kind, arg(y_gpu), arg(x_gpu), layout); });
-    REQUIRE(testing::all_finite(y_gpu));
-    CHECK(relative_error(y_gpu, y) <= tolerance);
-
-    // The backward kernels on the same saved output, so only they differ.
-    const Tensor y_same = y.to(Device::cuda());
-    Tensor gx = full(shape, NAN, dtype);
-    Tensor gx_gpu = full(shape, NAN, TensorOptions(dtype).device(Device::cuda()));
-    kernels::cpu::softmax_backward(kind, arg(gx), arg(g), arg(y), layout);
-    run_kernel(
-        Device::cuda(), [] {},
-        [&] { kernels::cuda::softmax_backward(kind, arg(gx_gpu), arg(g_gpu), arg(y_same), layout); });
-    REQUIRE(testing::all_finite(gx_gpu));
-    CHECK(relative_error(gx_gpu, gx) <= tolerance);
+std::vector<OpCase> softmax_cases() {
+  std::vector<OpCase> cases;
+  // The ops over each dim of [3, 4, 5] (no element skipped: softmax has no
+  // kinks) and, through autograd, on CUDA at [5, 37, 9]; twice the kernels'
+  // float32 tolerance, as the backward starts from each device's own output.
+  for (std::int64_t dim : {0, 1, -1}) {
+    const std::string suffix = " dim " + std::to_string(dim);
+    cases.push_back({.name = "softmax" + suffix,
+                     .fn = [dim](const auto& v) { return softmax(v[0], dim); },
+                     .inputs = {input({3, 4, 5}, {5, 37, 9}, normal(0.0, 2.0))},
+                     .tolerances = relative(2e-6, 1e-12),
+                     .all_compared = true});
+    cases.push_back({.name = "log_softmax" + suffix,
+                     .fn = [dim](const auto& v) { return log_softmax(v[0], dim); },
+                     .inputs = {input({3, 4, 5}, {5, 37, 9}, normal(0.0, 2.0))},
+                     .tolerances = relative(2e-6, 1e-12),
+                     .all_compared = true});
+    cases.push_back({.name = "softmax of a transposed view" + suffix,
+                     .fn = [dim](const auto& v) { return softmax(v[0].transpose(0, 2), dim); },
+                     .inputs = {input({3, 4, 5}, {5, 37, 9}, normal(0.0, 2.0))},
+                     .tolerances = relative(2e-6, 1e-12),
+                     .all_compared = true});
   }
+  // Two ops deep, so twice the single-kernel float32 tolerance.
+  cases.push_back({.name = "log_softmax of softmax",
+                   .fn = [](const auto& v) { return log_softmax(softmax(v[0], 1), 2); },
+                   .inputs = {input({3, 4, 5}, {5, 37, 9})},
+                   .tolerances = relative(2e-6, 1e-12),
+                   .all_compared = true});
+  // Rows of 10, 100 and 1001 take the one-block-per-row path with blocks of
+  // 32, 128 and 256 threads; the middle and leading dims take the per-column path.
+  const std::vector<std::pair<Shape, std::int64_t>> layouts = {
+      {{37, 10}, 1}, {{37, 100}, 1}, {{37, 1001}, 1}, {{5, 37, 9}, 1}, {{37, 1001}, 0}, {{3, 301, 7}, 2},
+  };
+  for (const auto& [shape, dim] : layouts) {
+    for (SoftmaxKind kind : {SoftmaxKind::Softmax, SoftmaxKind::LogSoftmax}) {
+      cases.push_back(kernel_case(kind, shape, dim));
+    }
+  }
+  return cases;
 }
 
 }  // namespace
 
+TEST_CASE("softmax and log_softmax match finite differences", "[softmax][gradcheck]") {
+  testing::run_gradient_checks(softmax_cases());
+}
+
 TEST_CASE("softmax CUDA kernels match the CPU kernels", "[softmax][cuda]") {
-  BASIN_REQUIRE_CUDA();
-  manual_seed(43);
-  struct Case {
-    Shape shape;
-    std::int64_t dim;
-  };
-  // Rows of 10, 100 and 1001 take the one-block-per-row path with blocks of
-  // 32, 128 and 256 threads; the middle and leading dims take the per-column path.
-  const std::vector<Case> cases = {
-      {{37, 10}, 1}, {{37, 100}, 1}, {{37, 1001}, 1}, {{5, 37, 9}, 1}, {{37, 1001}, 0}, {{3, 301, 7}, 2},
-  };
-  for (const Case& c : cases) {
-    for (DType dtype : {kFloat32, kFloat64}) check_cuda_softmax_kernels(c.shape, c.dim, dtype);
-  }
+  testing::run_cuda_parity(softmax_cases(), testing::kernels_only);
 }
 
 // 70001 rows are more than the row grid holds, so blocks loop over rows. This
 // checks the launch shape, which the element type does not change: float32
 // only. [large]: on the emulator it is the slowest softmax case by far.
 TEST_CASE("softmax CUDA kernels loop over more rows than the grid holds", "[softmax][cuda][large]") {
-  BASIN_REQUIRE_CUDA();
-  manual_seed(44);
-  check_cuda_softmax_kernels({70001, 3}, 1, kFloat32);
+  testing::run_cuda_parity({kernel_case(SoftmaxKind::Softmax, {70001, 3}, 1, {kFloat32}),
+                            kernel_case(SoftmaxKind::LogSoftmax, {70001, 3}, 1, {kFloat32})});
 }
 
 TEST_CASE("softmax on CUDA records the same gradient as on the CPU", "[softmax][cuda]") {
-  BASIN_REQUIRE_CUDA();
-  manual_seed(44);
-  for (DType dtype : {kFloat32, kFloat64}) {
-    INFO(dtype_name(dtype));
-    const Tensor base = randn({5, 37, 9}, dtype);
-    const Tensor upstream = randn({5, 37, 9}, dtype);
-    Tensor x = base.clone().requires_grad_();
-    Tensor x_gpu = base.to(Device::cuda()).requires_grad_();
-    const Tensor expected = log_softmax(softmax(x, 1), 2);
-    const Tensor got = log_softmax(softmax(x_gpu, 1), 2);
-    CHECK(got.device().is_cuda());
-    // Two ops deep, so twice the single-kernel float32 tolerance.
-    const double tolerance = dtype == kFloat32 ? 2e-6 : 1e-12;
-    CHECK(relative_error(got, expected) <= tolerance);
-    expected.backward(upstream);
-    got.backward(upstream.to(Device::cuda()));
-    CHECK(relative_error(x_gpu.grad(), x.grad()) <= tolerance);
-  }
+  testing::run_cuda_parity(softmax_cases(), testing::through_autograd);
 }
 
 TEST_CASE("softmax rejects bad input with clear errors", "[softmax][errors]") {

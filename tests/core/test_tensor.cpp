@@ -8,10 +8,11 @@
 #include "core/reduce.h"
 #include "support/compare.h"
 #include "support/cuda.h"
-#include "support/gradcheck.h"
+#include "support/op_table.h"
 
 using namespace basin;
-using basin::testing::gradcheck;
+using basin::testing::OpCase;
+using basin::testing::input;
 
 TEST_CASE("factories make what they say", "[tensor]") {
   CHECK(zeros({2, 3}).to_vector<float>() == std::vector<float>(6, 0.0f));
@@ -83,31 +84,46 @@ TEST_CASE("view refuses what needs a copy and reshape copies it", "[tensor][view
   CHECK(arange(24, kFloat32).reshape({2, 3, 4}).permute({1, 0, 2}).view({3, 2, 2, 2}).shape() == Shape{3, 2, 2, 2});
 }
 
-TEST_CASE("view ops have correct gradients", "[tensor][views][gradcheck]") {
-  manual_seed(4);
-  const Tensor x = randn({3, 4, 5}, kFloat64);
-  auto check = [&](const char* name, testing::TensorFn fn) {
-    const auto result = gradcheck(fn, {x});
-    INFO(name << ": " << result.report);
-    CHECK(result.ok);
+namespace {
+
+// View ops, and a round trip through float32, at [3, 4, 5]: gradients in
+// float64 and CUDA parity (views and copies of strided data on the device).
+std::vector<OpCase> view_cases() {
+  return {
+      {"reshape", [](const auto& v) { return v[0].reshape({12, 5}); }, {input({3, 4, 5})}},
+      {"transpose",
+       [](const auto& v) {
+         const TensorOptions like = TensorOptions(v[0].dtype()).device(v[0].device());
+         return v[0].transpose(0, 2) * arange(60, like).reshape({5, 4, 3});
+       },
+       {input({3, 4, 5})}},
+      {"permute", [](const auto& v) { return v[0].permute({2, 0, 1}).reshape({-1}); }, {input({3, 4, 5})}},
+      {"slice", [](const auto& v) { return v[0].slice(1, 1, 4, 2); }, {input({3, 4, 5})}},
+      {"select", [](const auto& v) { return v[0].select(2, 3); }, {input({3, 4, 5})}},
+      {"expand", [](const auto& v) { return v[0].slice(2, 0, 1).expand({2, 3, 4, 7}); }, {input({3, 4, 5})}},
+      {"unsqueeze+squeeze", [](const auto& v) { return v[0].unsqueeze(1).squeeze(1).unsqueeze(3); },
+       {input({3, 4, 5})}},
+      {"flatten", [](const auto& v) { return v[0].flatten(0, 1); }, {input({3, 4, 5})}},
+      {"clone", [](const auto& v) { return v[0].clone(); }, {input({3, 4, 5})}},
   };
-  check("reshape", [](const auto& v) { return v[0].reshape({12, 5}); });
-  check("transpose", [](const auto& v) { return v[0].transpose(0, 2) * arange(60, kFloat64).reshape({5, 4, 3}); });
-  check("permute", [](const auto& v) { return v[0].permute({2, 0, 1}).reshape({-1}); });
-  check("slice", [](const auto& v) { return v[0].slice(1, 1, 4, 2); });
-  check("select", [](const auto& v) { return v[0].select(2, 3); });
-  check("expand", [](const auto& v) { return v[0].slice(2, 0, 1).expand({2, 3, 4, 7}); });
-  check("unsqueeze+squeeze", [](const auto& v) { return v[0].unsqueeze(1).squeeze(1).unsqueeze(3); });
-  check("flatten", [](const auto& v) { return v[0].flatten(0, 1); });
-  check("clone", [](const auto& v) { return v[0].clone(); });
+}
+
+}  // namespace
+
+TEST_CASE("view ops have correct gradients", "[tensor][views][gradcheck]") {
+  testing::run_gradient_checks(view_cases());
+}
+
+TEST_CASE("view ops on CUDA match the CPU", "[tensor][views][cuda]") {
+  testing::run_cuda_parity(view_cases());
 }
 
 TEST_CASE("dtype conversion is differentiable between floating types", "[tensor][gradcheck]") {
-  manual_seed(5);
-  const auto result = gradcheck([](const auto& v) { return v[0].to(kFloat32).to(kFloat64) * 2.0; },
-                                {randn({3, 2}, kFloat64)}, {1e-3, 1e-5, 1e-3});
-  INFO(result.report);
-  CHECK(result.ok);
+  // float32 rounding in the middle: a coarser step and tolerances.
+  testing::check_gradients({.name = "float64 to float32 and back",
+                            .fn = [](const auto& v) { return v[0].to(kFloat32).to(kFloat64) * 2.0; },
+                            .inputs = {input({3, 2})},
+                            .gradcheck = {1e-3, 1e-5, 1e-3}});
 }
 
 TEST_CASE("tensors print like PyTorch", "[tensor]") {
