@@ -16,7 +16,7 @@
 
 #include "core/tensor.h"
 #include "kernels/random.h"
-#include "nn/options.h"
+#include "core/options.h"
 
 namespace basin::data {
 

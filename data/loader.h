@@ -38,7 +38,7 @@
 #include "core/device.h"
 #include "data/augment.h"
 #include "data/dataset.h"
-#include "nn/options.h"
+#include "core/options.h"
 
 namespace basin::data {
 

@@ -130,58 +130,44 @@ std::string BatchNorm2d::describe() const {
   return out.str();
 }
 
-RunningStatsFreeze::RunningStatsFreeze(Module& root) {
-  root.apply([this](Module& m) {
-    if (auto* bn = dynamic_cast<BatchNorm2d*>(&m)) {
-      saved_.emplace_back(bn, bn->update_running_stats);
-      bn->update_running_stats = false;
-    }
-  });
-}
-
-RunningStatsFreeze::~RunningStatsFreeze() {
-  for (auto& [bn, previous] : saved_) bn->update_running_stats = previous;
-}
-
 // ---------------------------------------------------------------- stateless layers
 
 Tensor ReLU::forward(const Tensor& input) { return relu(input); }
 
-MaxPool2d::MaxPool2d(std::int64_t kernel_size_, std::int64_t stride_, std::int64_t padding_)
-    : Module("MaxPool2d"), kernel_size(kernel_size_), stride(stride_), padding(padding_) {}
+namespace {
+
+std::string describe_pool(const Pool2dOptions& o) {
+  return "kernel_size=" + std::to_string(o.kernel_size()) + ", stride=" + std::to_string(o.stride()) +
+         (o.padding() ? ", padding=" + std::to_string(o.padding()) : "");
+}
+
+}  // namespace
 
 Tensor MaxPool2d::forward(const Tensor& input) {
-  return max_pool2d(input, {kernel_size, kernel_size}, {stride, stride}, {padding, padding});
+  const Pool2dOptions& o = options;
+  return max_pool2d(input, {o.kernel_size(), o.kernel_size()}, {o.stride(), o.stride()}, {o.padding(), o.padding()});
 }
 
-std::string MaxPool2d::describe() const {
-  return "kernel_size=" + std::to_string(kernel_size) + ", stride=" + std::to_string(stride) +
-         (padding ? ", padding=" + std::to_string(padding) : "");
-}
-
-AvgPool2d::AvgPool2d(std::int64_t kernel_size_, std::int64_t stride_, std::int64_t padding_)
-    : Module("AvgPool2d"), kernel_size(kernel_size_), stride(stride_), padding(padding_) {}
+std::string MaxPool2d::describe() const { return describe_pool(options); }
 
 Tensor AvgPool2d::forward(const Tensor& input) {
-  return avg_pool2d(input, {kernel_size, kernel_size}, {stride, stride}, {padding, padding});
+  const Pool2dOptions& o = options;
+  return avg_pool2d(input, {o.kernel_size(), o.kernel_size()}, {o.stride(), o.stride()}, {o.padding(), o.padding()});
 }
 
-std::string AvgPool2d::describe() const {
-  return "kernel_size=" + std::to_string(kernel_size) + ", stride=" + std::to_string(stride) +
-         (padding ? ", padding=" + std::to_string(padding) : "");
-}
+std::string AvgPool2d::describe() const { return describe_pool(options); }
 
 Tensor GlobalAvgPool2d::forward(const Tensor& input) { return global_avg_pool2d(input); }
 
-Dropout::Dropout(double p_) : Module("Dropout"), p(p_) {
-  BASIN_CHECK(p >= 0.0 && p < 1.0, "Dropout: p must be in [0, 1), got ", p);
+Dropout::Dropout(const DropoutOptions& opts) : Module("Dropout"), options(opts) {
+  BASIN_CHECK(opts.p() >= 0.0 && opts.p() < 1.0, "Dropout: p must be in [0, 1), got ", opts.p());
 }
 
-Tensor Dropout::forward(const Tensor& input) { return dropout(input, p, is_training()); }
+Tensor Dropout::forward(const Tensor& input) { return dropout(input, options.p(), is_training()); }
 
 std::string Dropout::describe() const {
   std::ostringstream out;
-  out << "p=" << p;
+  out << "p=" << options.p();
   return out.str();
 }
 

@@ -9,7 +9,7 @@
 #include "core/batchnorm.h"
 #include "core/conv.h"
 #include "nn/module.h"
-#include "nn/options.h"
+#include "core/options.h"
 
 namespace basin::nn {
 
@@ -78,8 +78,10 @@ class BatchNorm2d : public Module {
 
   // When false, a training-mode forward normalizes with batch statistics but
   // leaves running_mean/running_var (and num_batches_tracked) unchanged.
-  // SAM's second pass runs this way (see RunningStatsFreeze).
+  // SAM's second pass runs this way (see RunningStatsFreeze in nn/module.h).
   bool update_running_stats = true;
+  void set_running_stats_frozen(bool frozen) override { update_running_stats = !frozen; }
+  bool running_stats_frozen() const override { return !update_running_stats; }
 
   BatchNorm2dOptions options;
   Tensor weight, bias;                        // [C]; undefined when not affine
@@ -94,19 +96,6 @@ class BatchNorm2d : public Module {
   bool count_in_buffer_ = false;      // after a load: read batches_tracked_ from the buffer
 };
 
-// While alive, every BatchNorm2d in the module tree keeps its running
-// statistics fixed; the previous settings come back on destruction.
-class RunningStatsFreeze {
- public:
-  explicit RunningStatsFreeze(Module& root);
-  ~RunningStatsFreeze();
-  RunningStatsFreeze(const RunningStatsFreeze&) = delete;
-  RunningStatsFreeze& operator=(const RunningStatsFreeze&) = delete;
-
- private:
-  std::vector<std::pair<BatchNorm2d*, bool>> saved_;
-};
-
 // ---------------------------------------------------------------- stateless layers
 class ReLU : public Module {
  public:
@@ -114,20 +103,33 @@ class ReLU : public Module {
   Tensor forward(const Tensor& input) override;
 };
 
+// Square windows. The stride defaults to the kernel size, as in PyTorch:
+// MaxPool2d(MaxPool2dOptions(3).stride(2).padding(1)).
+struct Pool2dOptions {
+  explicit Pool2dOptions(std::int64_t kernel_size) : kernel_size_(kernel_size), stride_(kernel_size) {}
+  BASIN_OPTION(std::int64_t, kernel_size);
+  BASIN_OPTION(std::int64_t, stride);
+  BASIN_OPTION(std::int64_t, padding) = 0;
+};
+using MaxPool2dOptions = Pool2dOptions;
+using AvgPool2dOptions = Pool2dOptions;
+
 class MaxPool2d : public Module {
  public:
-  MaxPool2d(std::int64_t kernel_size, std::int64_t stride, std::int64_t padding = 0);
+  explicit MaxPool2d(const MaxPool2dOptions& options) : Module("MaxPool2d"), options(options) {}
+  explicit MaxPool2d(std::int64_t kernel_size) : MaxPool2d(MaxPool2dOptions(kernel_size)) {}
   Tensor forward(const Tensor& input) override;
   std::string describe() const override;
-  std::int64_t kernel_size, stride, padding;
+  MaxPool2dOptions options;
 };
 
 class AvgPool2d : public Module {
  public:
-  AvgPool2d(std::int64_t kernel_size, std::int64_t stride, std::int64_t padding = 0);
+  explicit AvgPool2d(const AvgPool2dOptions& options) : Module("AvgPool2d"), options(options) {}
+  explicit AvgPool2d(std::int64_t kernel_size) : AvgPool2d(AvgPool2dOptions(kernel_size)) {}
   Tensor forward(const Tensor& input) override;
   std::string describe() const override;
-  std::int64_t kernel_size, stride, padding;
+  AvgPool2dOptions options;
 };
 
 // AdaptiveAvgPool2d((1, 1)): [N, C, H, W] -> [N, C, 1, 1].
@@ -137,12 +139,19 @@ class GlobalAvgPool2d : public Module {
   Tensor forward(const Tensor& input) override;
 };
 
+struct DropoutOptions {
+  explicit DropoutOptions(double p = 0.5) : p_(p) {}
+  BASIN_OPTION(double, p);
+};
+
 class Dropout : public Module {
  public:
-  explicit Dropout(double p = 0.5);
+  // p must be in [0, 1).
+  explicit Dropout(const DropoutOptions& options = DropoutOptions());
+  explicit Dropout(double p) : Dropout(DropoutOptions(p)) {}
   Tensor forward(const Tensor& input) override;
   std::string describe() const override;
-  double p;
+  DropoutOptions options;
 };
 
 // [N, d1, d2, ...] -> [N, d1 * d2 * ...]

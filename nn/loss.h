@@ -2,7 +2,7 @@
 #pragma once
 
 #include "core/loss.h"
-#include "nn/options.h"
+#include "core/options.h"
 
 namespace basin::nn {
 

@@ -123,7 +123,21 @@ void Module::to(Device device) {
 }
 
 void Module::zero_grad() {
-  for (const Tensor& t : parameters()) t.set_grad(Tensor());
+  NoGradGuard no_grad;
+  for (const Tensor& t : parameters()) {
+    if (t.grad().defined()) t.grad().zero_();
+  }
+}
+
+RunningStatsFreeze::RunningStatsFreeze(Module& root) {
+  root.apply([this](Module& m) {
+    saved_.emplace_back(&m, m.running_stats_frozen());
+    m.set_running_stats_frozen(true);
+  });
+}
+
+RunningStatsFreeze::~RunningStatsFreeze() {
+  for (auto& [module, previous] : saved_) module->set_running_stats_frozen(previous);
 }
 
 TensorMap Module::state_dict() const {

@@ -64,7 +64,16 @@ class Module {
   bool is_training() const { return training_; }
   // Moves every parameter and buffer; handles held by layers stay valid.
   void to(Device device);
-  void zero_grad();  // drops every parameter's gradient
+  // Zeroes every parameter's gradient in place, as optim::Optimizer::zero_grad
+  // does: a gradient never becomes undefined (one that was never computed
+  // stays undefined), so an optimizer's arena views stay in place.
+  void zero_grad();
+
+  // Running statistics (BatchNorm2d's) stay fixed while frozen: a training-mode
+  // forward still normalizes with the batch's statistics. A module without any
+  // ignores the call. SAM's second pass runs frozen (RunningStatsFreeze).
+  virtual void set_running_stats_frozen(bool /*frozen*/) {}
+  virtual bool running_stats_frozen() const { return false; }
 
   // Parameters and buffers by dotted name.
   TensorMap state_dict() const;
@@ -89,6 +98,20 @@ class Module {
   Named<Tensor> parameters_;
   Named<Tensor> buffers_;
   Named<ModulePtr> children_;
+};
+
+// While alive, every module in the tree keeps its running statistics fixed
+// (Module::set_running_stats_frozen); each module's previous setting comes
+// back on destruction.
+class RunningStatsFreeze {
+ public:
+  explicit RunningStatsFreeze(Module& root);
+  ~RunningStatsFreeze();
+  RunningStatsFreeze(const RunningStatsFreeze&) = delete;
+  RunningStatsFreeze& operator=(const RunningStatsFreeze&) = delete;
+
+ private:
+  std::vector<std::pair<Module*, bool>> saved_;
 };
 
 // Total number of elements over the parameters.

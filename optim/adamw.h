@@ -4,7 +4,7 @@
 // dozen launches per step, whatever the number of tensors; no host sync).
 #pragma once
 
-#include "nn/options.h"
+#include "core/options.h"
 #include "optim/optimizer.h"
 
 namespace basin::optim {

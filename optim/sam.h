@@ -30,7 +30,7 @@
 #include <vector>
 
 #include "nn/module.h"
-#include "nn/options.h"
+#include "core/options.h"
 #include "optim/optimizer.h"
 
 namespace basin::optim {

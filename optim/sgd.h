@@ -3,7 +3,7 @@
 // One fused kernel per step over the parameter arena (kernels/optim.h sgd_update).
 #pragma once
 
-#include "nn/options.h"
+#include "core/options.h"
 #include "optim/optimizer.h"
 
 namespace basin::optim {

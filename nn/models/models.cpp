@@ -193,7 +193,7 @@ SmallCnn::SmallCnn(std::int64_t num_classes) : Module("SmallCnn") {
     net->push_back(conv3x3(in, width, 1));
     net->push_back(std::make_shared<BatchNorm2d>(width));
     net->push_back(std::make_shared<ReLU>());
-    if (width != 32) net->push_back(std::make_shared<MaxPool2d>(2, 2));
+    if (width != 32) net->push_back(std::make_shared<MaxPool2d>(MaxPool2dOptions(2)));
     in = width;
   }
   net->push_back(std::make_shared<GlobalAvgPool2d>());

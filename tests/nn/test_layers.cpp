@@ -134,8 +134,10 @@ TEST_CASE("Sequential names its children 0, 1, ... and runs them in order", "[nn
 TEST_CASE("stateless layers", "[nn][layers]") {
   manual_seed(5);
   const Tensor x = randn({2, 3, 8, 8});
-  CHECK(MaxPool2d(2, 2)(x).shape() == Shape{2, 3, 4, 4});
-  CHECK(AvgPool2d(3, 2, 1)(x).shape() == Shape{2, 3, 4, 4});
+  CHECK(MaxPool2d(MaxPool2dOptions(2).stride(2))(x).shape() == Shape{2, 3, 4, 4});
+  CHECK(AvgPool2d(AvgPool2dOptions(3).stride(2).padding(1))(x).shape() == Shape{2, 3, 4, 4});
+  CHECK(MaxPool2d(2).options.stride() == 2);  // the stride defaults to the kernel size, as in PyTorch
+  CHECK(Dropout(DropoutOptions(0.25)).describe() == "p=0.25");
   CHECK(GlobalAvgPool2d()(x).shape() == Shape{2, 3, 1, 1});
   CHECK(Flatten()(x).shape() == Shape{2, 192});
   CHECK(Identity()(x).storage() == x.storage());
@@ -184,11 +186,11 @@ TEST_CASE("layers move to CUDA and compute there", "[nn][layers][cuda]") {
   BASIN_REQUIRE_CUDA();
   manual_seed(7);
   Sequential cpu_net{std::make_shared<Conv2d>(Conv2dOptions(3, 8, 3).padding(1)), std::make_shared<BatchNorm2d>(8),
-                     std::make_shared<ReLU>(), std::make_shared<MaxPool2d>(2, 2), std::make_shared<Flatten>(),
+                     std::make_shared<ReLU>(), std::make_shared<MaxPool2d>(MaxPool2dOptions(2)), std::make_shared<Flatten>(),
                      std::make_shared<Linear>(8 * 16, 10)};
   manual_seed(7);
   Sequential gpu_net{std::make_shared<Conv2d>(Conv2dOptions(3, 8, 3).padding(1)), std::make_shared<BatchNorm2d>(8),
-                     std::make_shared<ReLU>(), std::make_shared<MaxPool2d>(2, 2), std::make_shared<Flatten>(),
+                     std::make_shared<ReLU>(), std::make_shared<MaxPool2d>(MaxPool2dOptions(2)), std::make_shared<Flatten>(),
                      std::make_shared<Linear>(8 * 16, 10)};
   gpu_net.to(Device::cuda());
   const Tensor x = randn({5, 3, 8, 8});

@@ -82,13 +82,18 @@ TEST_CASE("train/eval reach every module and change behaviour", "[nn][module]") 
   CHECK(net.body->second->is_training());
 }
 
-TEST_CASE("gradients flow to every parameter and zero_grad clears them", "[nn][module]") {
+TEST_CASE("gradients flow to every parameter and zero_grad zeroes them in place", "[nn][module]") {
   Net net;
   sum(net(from_vector<float>({1, 2, 3}, {3}))).backward();
   CHECK(net.body->first->scale.grad().to_vector<float>() == std::vector<float>{1, 2, 3});
   CHECK(net.bias.grad().to_vector<float>() == std::vector<float>{1, 1, 1});
+  const Tensor grad = net.bias.grad();
   net.zero_grad();
-  for (const Tensor& p : net.parameters()) CHECK_FALSE(p.grad().defined());
+  for (const Tensor& p : net.parameters()) {
+    REQUIRE(p.grad().defined());
+    for (float v : p.grad().to_vector<float>()) CHECK(v == 0.0f);
+  }
+  CHECK(net.bias.grad().storage() == grad.storage());  // the same tensor, zeroed
 }
 
 TEST_CASE("state_dict round-trips and load_state_dict names what does not fit", "[nn][module]") {
