@@ -545,12 +545,13 @@ TrainResult train(const TrainConfig& config, const data::Dataset& train_set, con
                                                                          .momentum(config.momentum)
                                                                          .weight_decay(config.weight_decay)
                                                                          .nesterov(config.nesterov));
-  std::unique_ptr<optim::SAM> sam;
+  std::shared_ptr<optim::SAM> sam;  // SAM or ASAM over the SGD
   if (config.optimizer != "sgd") {
-    sam = std::make_unique<optim::SAM>(
+    sam = std::make_shared<optim::SAM>(
         sgd, optim::SAMOptions().rho(config.effective_rho()).adaptive(config.optimizer == "asam").eta(config.eta),
         model.get());
   }
+  optim::Optimizer& optimizer = sam ? static_cast<optim::Optimizer&>(*sam) : *sgd;
 
   Progress progress;
   if (config.resume) {
@@ -558,7 +559,7 @@ TrainResult train(const TrainConfig& config, const data::Dataset& train_set, con
     for (const auto& [name, tensor] : resumed) {
       if (name.rfind(kOptimizerPrefix, 0) == 0) optimizer_state[name.substr(std::string(kOptimizerPrefix).size())] = tensor;
     }
-    sgd->load_state_dict(optimizer_state);
+    optimizer.load_state_dict(optimizer_state);
     progress.epoch = metadata_number<std::int64_t>(resumed_meta, "epoch", checkpoint_path.string());
     progress.batch = metadata_number<std::int64_t>(resumed_meta, "batch", checkpoint_path.string());
     progress.global_step = metadata_number<std::int64_t>(resumed_meta, "global_step", checkpoint_path.string());
@@ -622,7 +623,7 @@ TrainResult train(const TrainConfig& config, const data::Dataset& train_set, con
     const std::string bad = first_nonfinite_tensor(*model);
     BASIN_CHECK(bad.empty(), "training diverged: '", bad, "' holds a NaN or an infinity after step ",
                 at.global_step, checkpoint_kept());
-    save_checkpoint(checkpoint_path, *model, *sgd, config, at);
+    save_checkpoint(checkpoint_path, *model, optimizer, config, at);
   };
 
   const bool interactive = stdout_is_terminal(log);
@@ -656,26 +657,18 @@ TrainResult train(const TrainConfig& config, const data::Dataset& train_set, con
 
     for (const data::Batch& batch : train_loader.epoch(e, first_batch)) {
       lr = schedule->lr_at(progress.global_step);
-      sgd->set_lr(lr);
-      Tensor logits, loss;
-      if (sam) {
-        // The first pass's logits and loss are what the epoch reports.
-        int pass = 0;
-        sgd->zero_grad();
-        loss = sam->step([&] {
-          Tensor out = (*model)(batch.images);
-          Tensor l = criterion(out, batch.labels);
-          l.backward();
-          if (pass++ == 0) logits = out.detach();
-          return l;
-        });
-      } else {
-        sgd->zero_grad();
-        logits = (*model)(batch.images);
-        loss = criterion(logits, batch.labels);
-        loss.backward();
-        sgd->step();
-      }
+      optimizer.set_lr(lr);
+      optimizer.zero_grad();
+      // SGD calls the closure once; SAM twice, at w and then at w + e. The
+      // first pass's logits and loss are what the epoch reports.
+      Tensor logits;
+      const Tensor loss = optimizer.step([&] {
+        Tensor out = (*model)(batch.images);
+        Tensor l = criterion(out, batch.labels);
+        l.backward();
+        if (!logits.defined()) logits = out.detach();
+        return l;
+      });
       tally.add(loss, logits, batch.labels);
       ++progress.global_step;
       ++done;

@@ -39,27 +39,6 @@ Layout plan(const std::vector<Tensor>& tensors, const std::vector<bool>& adaptiv
   return layout;
 }
 
-// What every packing needs of the tensors; `op` names the caller in messages.
-void check_params(const std::vector<Tensor>& params, const char* op) {
-  BASIN_CHECK(!params.empty(), op, ": no parameters to pack");
-  std::unordered_map<const TensorImpl*, std::size_t> seen;
-  for (std::size_t i = 0; i < params.size(); ++i) {
-    const Tensor& t = params[i];
-    BASIN_CHECK(t.defined(), op, ": parameter ", i, " is undefined");
-    BASIN_CHECK(is_floating(t.dtype()), op, ": parameter ", i, " is ", dtype_name(t.dtype()),
-                "; only floating tensors can be optimized");
-    BASIN_CHECK(t.is_leaf(), op, ": parameter ", i, " is not a leaf (it was made by ", t.grad_fn()->name,
-                "); optimize the tensors the model owns");
-    BASIN_CHECK(t.dtype() == params[0].dtype(), op, ": parameter ", i, " is ", dtype_name(t.dtype()),
-                " but parameter 0 is ", dtype_name(params[0].dtype()), "; one arena holds one dtype");
-    BASIN_CHECK(t.device() == params[0].device(), op, ": parameter ", i, " is on ", t.device().str(),
-                " but parameter 0 is on ", params[0].device().str(), "; move the model with to(device) first");
-    const auto [at, inserted] = seen.emplace(t.impl(), i);
-    BASIN_CHECK(inserted, op, ": parameter ", i, " is the same tensor as parameter ", at->second,
-                "; each parameter may appear once");
-  }
-}
-
 bool views(const Tensor& t, const Tensor& flat, std::int64_t offset) {
   return t.defined() && t.storage() == flat.storage() && t.storage_offset() == flat.storage_offset() + offset &&
          t.dtype() == flat.dtype() && t.is_contiguous();
@@ -67,8 +46,38 @@ bool views(const Tensor& t, const Tensor& flat, std::int64_t offset) {
 
 }  // namespace
 
+std::string parameter_label(const std::vector<std::string>& names, std::size_t index) {
+  std::string out = "parameter " + std::to_string(index);
+  if (index < names.size()) out += " ('" + names[index] + "')";
+  return out;
+}
+
+void check_parameter_list(const std::vector<Tensor>& params, const std::vector<std::string>& names,
+                          const std::string& who) {
+  BASIN_CHECK(!params.empty(), who, ": the parameter list is empty");
+  BASIN_CHECK(names.empty() || names.size() == params.size(), who, ": ", names.size(), " names for ", params.size(),
+              " parameters");
+  const auto label = [&names](std::size_t i) { return parameter_label(names, i); };
+  std::unordered_map<const TensorImpl*, std::size_t> seen;
+  for (std::size_t i = 0; i < params.size(); ++i) {
+    const Tensor& t = params[i];
+    BASIN_CHECK(t.defined(), who, ": ", label(i), " is undefined");
+    BASIN_CHECK(is_floating(t.dtype()), who, ": ", label(i), " is ", dtype_name(t.dtype()),
+                "; only floating tensors can be optimized");
+    BASIN_CHECK(t.is_leaf(), who, ": ", label(i), " is not a leaf (it was made by ", t.grad_fn()->name,
+                "); optimize the tensors the model owns");
+    BASIN_CHECK(t.dtype() == params[0].dtype(), who, ": ", label(i), " is ", dtype_name(t.dtype()), " but ",
+                label(0), " is ", dtype_name(params[0].dtype()), "; one optimizer takes one dtype");
+    BASIN_CHECK(t.device() == params[0].device(), who, ": ", label(i), " is on ", t.device().str(), " but ",
+                label(0), " is on ", params[0].device().str(), "; move the model with to(device) first");
+    const auto [at, inserted] = seen.emplace(t.impl(), i);
+    BASIN_CHECK(inserted, who, ": ", label(i), " is the same tensor as ", label(at->second),
+                "; each parameter may appear once");
+  }
+}
+
 ParameterArena::ParameterArena(std::vector<Tensor> params, const Predicate& adaptive) : tensors_(std::move(params)) {
-  check_params(tensors_, "ParameterArena");
+  check_parameter_list(tensors_, {}, "ParameterArena");
   adaptive_.resize(tensors_.size(), false);
   if (adaptive) {
     for (std::size_t i = 0; i < tensors_.size(); ++i) adaptive_[i] = adaptive(i, tensors_[i]);
@@ -79,7 +88,7 @@ ParameterArena::ParameterArena(std::vector<Tensor> params, const Predicate& adap
 void ParameterArena::pack(std::vector<Tensor*> state) {
   const bool repacking = params_flat_.defined();
   const char* op = repacking ? "ParameterArena::rebind" : "ParameterArena";
-  check_params(tensors_, op);
+  check_parameter_list(tensors_, {}, op);
   const Device device = tensors_[0].device();
   const DType dtype = tensors_[0].dtype();
   const Layout layout = plan(tensors_, adaptive_, dtype);

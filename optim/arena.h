@@ -29,6 +29,16 @@ namespace basin::optim {
 
 inline constexpr std::int64_t kArenaAlignmentBytes = 256;
 
+// The checks every list of parameters passes before it is packed, by an
+// optimizer or an arena: not empty; each tensor defined, a floating leaf, of
+// the first one's dtype and device, and listed once. `who` starts the
+// messages ("SGD: parameter 2 ('fc.bias') is the same tensor as parameter 0");
+// `names` is empty or one per tensor.
+void check_parameter_list(const std::vector<Tensor>& params, const std::vector<std::string>& names,
+                          const std::string& who);
+// "parameter 2", or "parameter 2 ('fc.bias')" when there are names.
+std::string parameter_label(const std::vector<std::string>& names, std::size_t index);
+
 class ParameterArena {
  public:
   using Predicate = std::function<bool(std::size_t index, const Tensor& param)>;
@@ -60,8 +70,8 @@ class ParameterArena {
   // One fill over the gradient buffer.
   void zero_grad();
   // True when every parameter and gradient still views this arena. A module
-  // moved with to(device) after packing, or a gradient replaced by hand (or
-  // dropped by Module::zero_grad), breaks this. Compares pointers only: no
+  // moved with to(device) after packing, or a gradient replaced or dropped by
+  // hand (set_grad), breaks this. Compares pointers only: no
   // device work, cheap enough to call every step.
   bool is_bound() const;
   // Re-packs after is_bound() turned false (e.g. the model moved device):

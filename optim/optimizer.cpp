@@ -3,7 +3,6 @@
 #include "optim/optimizer.h"
 
 #include <cmath>
-#include <unordered_set>
 
 #include "core/autograd.h"
 #include "core/error.h"
@@ -11,12 +10,6 @@
 namespace basin::optim {
 
 namespace {
-
-std::string param_label(const std::vector<std::string>& names, std::size_t i) {
-  std::string out = "parameter " + std::to_string(i);
-  if (!names.empty()) out += " ('" + names[i] + "')";
-  return out;
-}
 
 // The "type" entry: the optimizer's name as bytes, so a state dict says which
 // optimizer wrote it and survives a round trip through a safetensors file.
@@ -44,24 +37,9 @@ ParamList::ParamList(const std::vector<std::pair<std::string, Tensor>>& named) {
 
 Optimizer::Optimizer(const ParamList& params, const char* name) : name_(name), names_(params.names) {
   const std::vector<Tensor>& tensors = params.tensors;
-  BASIN_CHECK(!tensors.empty(), name_, ": the parameter list is empty");
-  BASIN_CHECK(names_.empty() || names_.size() == tensors.size(), name_, ": ", names_.size(), " names for ",
-              tensors.size(), " parameters");
-  std::unordered_set<const TensorImpl*> seen;
+  check_parameter_list(tensors, names_, name_);
   for (std::size_t i = 0; i < tensors.size(); ++i) {
-    const Tensor& p = tensors[i];
-    BASIN_CHECK(p.defined(), name_, ": ", param_label(names_, i), " is undefined");
-    BASIN_CHECK(p.is_leaf(), name_, ": ", param_label(names_, i), " is not a leaf (it was made by ", p.grad_fn()->name,
-                "); optimize the tensor it was computed from");
-    BASIN_CHECK(p.requires_grad(), name_, ": ", param_label(names_, i), " does not require grad");
-    BASIN_CHECK(is_floating(p.dtype()), name_, ": ", param_label(names_, i), " is ", dtype_name(p.dtype()),
-                ", not a floating dtype");
-    BASIN_CHECK(p.device() == tensors[0].device() && p.dtype() == tensors[0].dtype(), name_, ": ",
-                param_label(names_, i), " is ", dtype_name(p.dtype()), " on ", p.device().str(), " but ",
-                param_label(names_, 0), " is ", dtype_name(tensors[0].dtype()), " on ", tensors[0].device().str(),
-                "; one optimizer takes parameters of one dtype and device");
-    BASIN_CHECK(seen.insert(p.impl()).second, name_, ": ", param_label(names_, i),
-                " appears more than once in the parameter list");
+    BASIN_CHECK(tensors[i].requires_grad(), name_, ": ", parameter_label(names_, i), " does not require grad");
   }
 
   // ASAM tells conv/linear weights and BN scales from biases by name; without
@@ -72,9 +50,26 @@ Optimizer::Optimizer(const ParamList& params, const char* name) : name_(name), n
       return names[index].find("weight") != std::string::npos;
     };
   }
-  arena_ = std::make_unique<ParameterArena>(tensors, adaptive);
+  arena_ = std::make_shared<ParameterArena>(tensors, adaptive);
   // tensors() keeps the given order (the predicate only moves the offsets),
   // so names_ stays aligned with params().
+}
+
+Optimizer::Optimizer(Optimizer& wrapped, const char* name)
+    : name_(name), names_(wrapped.names_), arena_(wrapped.arena_), lr_(wrapped.lr_) {}
+
+void Optimizer::restore_and_step(const Tensor& saved) {
+  const Tensor& params = arena_->params();
+  BASIN_CHECK(saved.defined() && saved.shape() == params.shape() && saved.dtype() == params.dtype() &&
+                  saved.device() == params.device(),
+              name_, ": restore_and_step: the saved buffer must be the arena's shape, dtype and device (",
+              dtype_name(params.dtype()), " ", shape_str(params.shape()), " on ", params.device().str(), ")");
+  {
+    NoGradGuard no_grad;
+    Tensor flat = params;
+    flat.copy_(saved);
+  }
+  step();
 }
 
 void Optimizer::set_lr(double lr) {

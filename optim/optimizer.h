@@ -33,8 +33,8 @@ struct ParamList {
 
 class Optimizer {
  public:
-  // Checks the list (non-empty, leaves that require grad, one device and dtype,
-  // no duplicates) and packs it; tensors named "...weight..." go first in the arena.
+  // Checks the list (check_parameter_list, and every tensor requires grad)
+  // and packs it; tensors named "...weight..." go first in the arena.
   explicit Optimizer(const ParamList& params, const char* name);
   virtual ~Optimizer() = default;
   Optimizer(const Optimizer&) = delete;
@@ -44,10 +44,17 @@ class Optimizer {
   // loss and gradients) and its loss is returned; otherwise an undefined Tensor.
   virtual Tensor step(const Closure& closure = nullptr) = 0;
 
+  // Puts the weights back to `saved` (an arena-shaped buffer, arena().make_buffer())
+  // and then steps with the current gradients: how SAM's second step ends.
+  // The default copies, then calls step(); an optimizer with a fused update
+  // (SGD) does both in one pass.
+  virtual void restore_and_step(const Tensor& saved);
+
   // Zeroes every gradient in place with one fill (gradients stay arena views).
   // Gradients stay defined (zero), unlike PyTorch's default set_to_none, so
   // that the arena keeps its layout; the update then treats every parameter as
   // having a gradient (a parameter that no loss reached still decays).
+  // nn::Module::zero_grad() keeps the same contract.
   void zero_grad();
 
   // Everything needed to continue exactly: copies of the arena-shaped buffers
@@ -61,7 +68,8 @@ class Optimizer {
 
   double lr() const { return lr_; }
   // For schedules; lr must be finite and >= 0 (0 is allowed, as in PyTorch).
-  void set_lr(double lr);
+  // A wrapper (SAM) passes it on to the optimizer it wraps.
+  virtual void set_lr(double lr);
   const std::string& name() const { return name_; }
   const std::vector<Tensor>& params() const { return arena_->tensors(); }
   const std::vector<std::string>& param_names() const { return names_; }
@@ -69,6 +77,9 @@ class Optimizer {
   const ParameterArena& arena() const { return *arena_; }
 
  protected:
+  // For an optimizer that wraps another (SAM): it works on the same arena and names.
+  Optimizer(Optimizer& wrapped, const char* name);
+
   // Re-packs when the model moved since packing (see ParameterArena::rebind),
   // moving the given optimizer buffers along. Call at the start of step().
   void ensure_bound(std::vector<Tensor*> state = {});
@@ -81,7 +92,7 @@ class Optimizer {
 
   std::string name_;
   std::vector<std::string> names_;
-  std::unique_ptr<ParameterArena> arena_;
+  std::shared_ptr<ParameterArena> arena_;  // shared with a wrapper
   double lr_ = 0.0;
 };
 

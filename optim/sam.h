@@ -6,7 +6,8 @@
 // A step: gradients g at w -> first_step() moves to w + e (saving w) -> the
 // caller computes gradients g' at w + e -> second_step() restores w exactly
 // from the saved copy and lets the base optimizer step with g'.
-// step(closure) runs the whole sequence, calling the closure for g'.
+// step(closure) runs the whole sequence, calling the closure for g'. SAM is
+// an Optimizer, so a training loop treats SGD, SAM and ASAM alike.
 //
 // Conventions (each a choice that changes results; the defaults follow
 // davda54/sam and SamsungLabs/ASAM; docs/sam.md explains each):
@@ -19,18 +20,18 @@
 //   linear weights, BN scale) with T = |w| + eta, other tensors with T = 1;
 //   AsamScope::AllTensors is davda54's variant (T = |w| on every tensor, eta 0).
 //
-// With the fused path (the default) the norm, the perturbation and the
-// restore + SGD update are each one pass over the parameter arena
-// (kernels/optim.h): with an SGD base, 4 kernel launches per SAM step (two
-// for the norm) plus the two zero_grad fills, whatever the number of tensors,
-// and no host synchronization.
+// The norm, the perturbation and the restore + update are each one pass over
+// the parameter arena (kernels/optim.h): with an SGD base, 4 kernel launches
+// per SAM step (two for the norm) plus the two zero_grad fills, whatever the
+// number of tensors, and no host synchronization. tests/optim/sam_oracle.cpp
+// holds the same math written tensor by tensor with core ops, the independent
+// oracle the tests hold this path to.
 #pragma once
 
 #include <memory>
-#include <vector>
 
-#include "nn/module.h"
 #include "core/options.h"
+#include "nn/module.h"
 #include "optim/optimizer.h"
 
 namespace basin::optim {
@@ -43,35 +44,35 @@ struct SAMOptions {
   BASIN_OPTION(bool, adaptive) = false;  // ASAM
   BASIN_OPTION(double, eta) = 0.01;      // ASAM, WeightsOnly scope
   BASIN_OPTION(AsamScope, scope) = AsamScope::WeightsOnly;
-  // false: the per-tensor path (one small op per tensor, as eager frameworks
-  // do), kept for comparison and for benchmarks.
-  BASIN_OPTION(bool, fused) = true;
 };
 
-class SAM {
+// An Optimizer over another: step(closure) is a whole SAM step, and lr,
+// zero_grad and the state belong to the base (a checkpoint holds the base's
+// state; SAM has none of its own between steps).
+class SAM : public Optimizer {
  public:
-  // `model`, when given, is the module whose BatchNorm running statistics
-  // step(closure) freezes during the second pass. Checks the options (rho > 0,
-  // eps >= 0, eta >= 0); ASAM with the WeightsOnly scope needs a base
-  // optimizer built from named parameters (model.named_parameters()).
+  // `model`, when given, is the module whose running statistics step(closure)
+  // freezes during the second pass. Checks the options (rho > 0, eps >= 0,
+  // eta >= 0); ASAM with the WeightsOnly scope needs a base optimizer built
+  // from named parameters (model.named_parameters()).
   SAM(std::shared_ptr<Optimizer> base, const SAMOptions& options, nn::Module* model = nullptr);
 
   // Perturbs the weights along the current gradients (saving them first).
-  // Throws when the weights are already perturbed (first_step twice), and on
-  // the fused path when the model moved to another device after the base
-  // optimizer packed it (only the base could move its own state along).
+  // Throws when the weights are already perturbed (first_step twice), and
+  // when the model moved to another device after the base optimizer packed
+  // it (only the base could move its own state along).
   void first_step();
   // Restores the saved weights and steps the base optimizer with the current
-  // gradients: one fused pass when the base is SGD, else a copy then base.step().
-  // Throws without a first_step before it.
+  // gradients (Optimizer::restore_and_step: one fused pass for SGD). Throws
+  // without a first_step before it.
   void second_step();
   // closure() -> first_step -> zero_grad -> closure() (running stats frozen)
   // -> second_step; returns the first closure's loss. The closure computes the
   // loss and calls backward(); gradients are zeroed before its second call
   // only, so zero them before step() as with any optimizer. If the second
   // call throws, the saved weights are restored before the error propagates.
-  Tensor step(const Closure& closure);
-  void zero_grad() { base_->zero_grad(); }
+  // Without a closure, throws: SAM evaluates the model twice.
+  Tensor step(const Closure& closure = nullptr) override;
 
   // ||T g|| of the last first_step, as a 0-dim float64 tensor on the device
   // (reading it synchronizes; the step itself never does).
@@ -80,18 +81,16 @@ class SAM {
   // left the weights unperturbed. Reading it synchronizes.
   bool last_step_finite() const;
 
-  TensorMap state_dict() const { return base_->state_dict(); }
-  void load_state_dict(const TensorMap& state) { base_->load_state_dict(state); }
+  void set_lr(double lr) override;
+  TensorMap state_dict() const override { return base_->state_dict(); }
+  void load_state_dict(const TensorMap& state) override { base_->load_state_dict(state); }
   Optimizer& base() { return *base_; }
   const SAMOptions& options() const { return options_; }
 
  private:
   void check_arena();
   void allocate(Device device);
-  void fused_first_step();
-  void per_tensor_first_step();
   void restore();
-  bool adaptive_tensor(std::size_t index) const;
 
   std::shared_ptr<Optimizer> base_;
   SAMOptions options_;
@@ -99,7 +98,6 @@ class SAM {
   Tensor saved_;     // arena-shaped copy of w taken by first_step
   Tensor scale_;     // float64 [kSamScaleSlots] on the device
   Tensor partials_;  // float64 [kNormPartials] scratch for the norm
-  std::vector<Tensor> saved_per_tensor_;  // the per-tensor path's copies of w
   bool perturbed_ = false;
 };
 

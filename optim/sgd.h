@@ -31,7 +31,7 @@ class SGD : public Optimizer {
   // SAM's second step in one pass: parameters restored from `saved` (an
   // arena-shaped buffer), then the SGD update with the current gradients.
   // Counts as a step, like step().
-  void restore_and_step(const Tensor& saved);
+  void restore_and_step(const Tensor& saved) override;
 
   const SGDOptions& options() const { return options_; }
 

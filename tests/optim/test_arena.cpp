@@ -268,7 +268,7 @@ TEST_CASE("arena: is_bound notices a re-pointed tensor and rebind re-packs it", 
 TEST_CASE("the arena rejects what it cannot pack", "[optim][arena]") {
   const Tensor a = randn({3}).requires_grad_();
   const Tensor b = randn({2, 2}).requires_grad_();
-  CHECK_THROWS_WITH(ParameterArena({}), Catch::Contains("ParameterArena: no parameters to pack"));
+  CHECK_THROWS_WITH(ParameterArena({}), Catch::Contains("ParameterArena: the parameter list is empty"));
   CHECK_THROWS_WITH(ParameterArena({a, Tensor()}), Catch::Contains("ParameterArena: parameter 1 is undefined"));
   CHECK_THROWS_WITH(ParameterArena({a, arange(3, kInt64)}),
                     Catch::Contains("ParameterArena: parameter 1 is int64; only floating tensors can be optimized"));

@@ -1,6 +1,6 @@
 // SAM and ASAM: five-step trajectories against the PyTorch reference
 // (tests/reference/gen_sam_fixtures.py), the fused path against the
-// per-tensor one, the invariants ||e|| = rho (SAM) and ||e / T|| = rho (ASAM),
+// per-tensor oracle (sam_oracle.h), the invariants ||e|| = rho (SAM) and ||e / T|| = rho (ASAM),
 // the exact restore, BatchNorm running statistics, zero and non-finite
 // gradients, a deterministic norm, the launch count of a fused step, and
 // errors.
@@ -19,6 +19,7 @@
 #include "core/random.h"
 #include "nn/layers.h"
 #include "optim/sam.h"
+#include "optim/sam_oracle.h"
 #include "optim/sgd.h"
 #include "support/compare.h"
 #include "support/cuda.h"
@@ -85,9 +86,7 @@ Trajectory train(const RunCase& run, bool fused, Device device, int steps = 5) {
   auto net = make_net(device);
   auto base = std::make_shared<SGD>(net->named_parameters(),
                                     SGDOptions(0.1).momentum(0.9).weight_decay(5e-4).nesterov(run.nesterov));
-  SAMOptions options = run.options;
-  options.fused(fused);
-  SAM sam(base, options, net.get());
+  const auto sam = testing::make_sam(fused, base, run.options, net.get());
   const Tensor x = fixture_tensor(fixture(), "input").to(device);
   const Tensor labels = fixture_tensor(fixture(), "labels").to(device);
 
@@ -96,15 +95,15 @@ Trajectory train(const RunCase& run, bool fused, Device device, int steps = 5) {
   const Closure closure = [&] {
     if (++calls == 2) {  // the first step's second pass: the weights are w + e now
       for (const auto& [name, p] : net->named_parameters()) out.perturbed[name] = host_copy(p);
-      out.first_norm = sam.last_grad_norm().item();
+      out.first_norm = sam->last_grad_norm().item();
     }
     Tensor loss = cross_entropy((*net)(x), labels);
     loss.backward();
     return loss;
   };
   for (int step = 0; step < steps; ++step) {
-    sam.zero_grad();
-    const Tensor loss = sam.step(closure);
+    sam->zero_grad();
+    const Tensor loss = sam->step(closure);
     out.losses.push_back(loss.item());
     TensorMap state;
     for (const auto& [name, t] : net->state_dict()) state[name] = host_copy(t);
@@ -264,10 +263,10 @@ TEST_CASE("the fused and per-tensor SAM paths agree", "[sam]") {
         auto base = std::make_shared<SGD>(params, SGDOptions(0.1));
         set_random_grads(*base);
         SAMOptions o = options;
-        SAM sam(base, o.fused(fused));
-        sam.first_step();
+        const auto sam = testing::make_sam(fused, base, o);
+        sam->first_step();
         perturbed.push_back(testing::host_copies(base->params()));
-        norms.push_back(sam.last_grad_norm().item());
+        norms.push_back(sam->last_grad_norm().item());
       }
       CHECK(std::abs(norms[0] - norms[1]) <= 1e-14 * norms[0]);
       for (std::size_t i = 0; i < perturbed[0].size(); ++i) {
@@ -291,12 +290,12 @@ TEST_CASE("SAM with a base that is not SGD restores by copy and then steps", "[s
       } else {
         base = std::make_shared<SGD>(params, SGDOptions(0.1));
       }
-      SAM sam(base, SAMOptions().rho(0.1).fused(fused));
+      const auto sam = testing::make_sam(fused, base, SAMOptions().rho(0.1));
       for (int step = 0; step < 3; ++step) {
         set_random_grads(*base);
-        sam.first_step();
+        sam->first_step();
         set_random_grads(*base);
-        sam.second_step();
+        sam->second_step();
       }
       results.push_back(testing::host_copies(base->params()));
     }
@@ -318,12 +317,12 @@ TEST_CASE("SAM keeps ||e|| = rho and ASAM keeps ||e / T|| = rho", "[sam]") {
       auto base = std::make_shared<SGD>(params, SGDOptions(0.1));
       set_random_grads(*base);
       SAMOptions o = options;
-      SAM sam(base, o.fused(fused));
+      const auto sam = testing::make_sam(fused, base, o);
 
       // Walks the tensors by the names given here, whatever order the arena keeps them in.
       std::vector<Tensor> before;
       for (const auto& [name, p] : params) before.push_back(host_copy(p));
-      sam.first_step();
+      sam->first_step();
       double scaled_e = 0.0, tg = 0.0;
       for (std::size_t i = 0; i < params.size(); ++i) {
         const auto& [name, p] = params[i];
@@ -339,8 +338,8 @@ TEST_CASE("SAM keeps ||e|| = rho and ASAM keeps ||e / T|| = rho", "[sam]") {
       }
       const double rho = options.rho();
       CHECK(std::abs(std::sqrt(scaled_e) - rho) <= 1e-12 * rho);
-      CHECK(std::abs(sam.last_grad_norm().item() - std::sqrt(tg)) <= 1e-13 * std::sqrt(tg));
-      CHECK(sam.last_step_finite());
+      CHECK(std::abs(sam->last_grad_norm().item() - std::sqrt(tg)) <= 1e-13 * std::sqrt(tg));
+      CHECK(sam->last_step_finite());
     }
   }
 }
@@ -362,13 +361,13 @@ TEST_CASE("SAM restores the weights exactly from its saved copy", "[sam]") {
           base = std::make_shared<PlainDescent>(params, 0.0);
         }
         SAMOptions o = options;
-        SAM sam(base, o.fused(fused));
+        const auto sam = testing::make_sam(fused, base, o);
         set_random_grads(*base);
         const std::vector<Tensor> before = testing::host_copies(base->params());
-        sam.first_step();
+        sam->first_step();
         CHECK_FALSE(all_equal(base->params(), before));  // the perturbation moved them
         set_random_grads(*base);
-        sam.second_step();
+        sam->second_step();
         CHECK(all_equal(base->params(), before));
       }
     }
@@ -397,9 +396,9 @@ TEST_CASE("SAM moves BatchNorm running statistics in the first pass only", "[sam
       INFO((fused ? "fused" : "per tensor") << (give_model ? ", model given" : ", no model"));
       auto net = make_net(Device::cpu());
       auto base = std::make_shared<SGD>(net->named_parameters(), SGDOptions(0.1).momentum(0.9));
-      SAM sam(base, SAMOptions().fused(fused), give_model ? net.get() : nullptr);
-      sam.zero_grad();
-      sam.step([&] {
+      const auto sam = testing::make_sam(fused, base, SAMOptions(), give_model ? net.get() : nullptr);
+      sam->zero_grad();
+      sam->step([&] {
         Tensor loss = cross_entropy((*net)(x), labels);
         loss.backward();
         return loss;
@@ -431,14 +430,14 @@ TEST_CASE("SAM turns a zero gradient into a zero perturbation, not NaN", "[sam]"
         const NamedTensors params = make_params(kFloat32, Device::cpu());
         auto base = std::make_shared<SGD>(params, SGDOptions(0.1));
         SAMOptions o = options;
-        SAM sam(base, o.fused(fused).eps(eps));
+        const auto sam = testing::make_sam(fused, base, o.eps(eps));
         base->zero_grad();
         const std::vector<Tensor> before = testing::host_copies(base->params());
-        sam.first_step();
+        sam->first_step();
         CHECK(all_equal(base->params(), before));
-        CHECK(sam.last_grad_norm().item() == 0.0);
-        CHECK(sam.last_step_finite());
-        sam.second_step();
+        CHECK(sam->last_grad_norm().item() == 0.0);
+        CHECK(sam->last_step_finite());
+        sam->second_step();
         CHECK(testing::all_finite(base->params()));
       }
     }
@@ -454,25 +453,25 @@ TEST_CASE("SAM reports a non-finite gradient and leaves the weights unperturbed"
         const NamedTensors params = make_params(kFloat32, Device::cpu());
         auto base = std::make_shared<SGD>(params, SGDOptions(0.0));
         SAMOptions o = options;
-        SAM sam(base, o.fused(fused));
+        const auto sam = testing::make_sam(fused, base, o);
         set_random_grads(*base);
         {
           NoGradGuard no_grad;
           base->params()[3].grad().view({base->params()[3].numel()}).slice(0, 2, 3).fill_(bad);
         }
         const std::vector<Tensor> before = testing::host_copies(base->params());
-        sam.first_step();
-        CHECK_FALSE(sam.last_step_finite());
+        sam->first_step();
+        CHECK_FALSE(sam->last_step_finite());
         CHECK(all_equal(base->params(), before));
         base->zero_grad();
-        sam.second_step();
+        sam->second_step();
 
         // The next, finite step is reported as such and perturbs again.
         set_random_grads(*base);
-        sam.first_step();
-        CHECK(sam.last_step_finite());
+        sam->first_step();
+        CHECK(sam->last_step_finite());
         CHECK_FALSE(all_equal(base->params(), before));
-        sam.second_step();
+        sam->second_step();
       }
     }
   }
@@ -542,16 +541,16 @@ TEST_CASE("SAM rejects bad options and misuse with clear errors", "[sam][errors]
     INFO((fused ? "fused" : "per tensor"));
     auto base = make_base();
     set_random_grads(*base);
-    SAM sam(base, SAMOptions().fused(fused));
-    CHECK_THROWS_WITH(sam.last_grad_norm(), Catch::Contains("last_grad_norm() before any first_step()"));
-    CHECK_THROWS_WITH(sam.second_step(), Catch::Contains("SAM: second_step() without first_step()"));
-    sam.first_step();
+    const auto sam = testing::make_sam(fused, base, SAMOptions());
+    CHECK_THROWS_WITH(sam->last_grad_norm(), Catch::Contains("last_grad_norm() before any first_step()"));
+    CHECK_THROWS_WITH(sam->second_step(), Catch::Contains("SAM: second_step() without first_step()"));
+    sam->first_step();
     const std::vector<Tensor> perturbed = testing::host_copies(base->params());
-    CHECK_THROWS_WITH(sam.first_step(), Catch::Contains("SAM: first_step() called twice"));
+    CHECK_THROWS_WITH(sam->first_step(), Catch::Contains("SAM: first_step() called twice"));
     CHECK(all_equal(base->params(), perturbed));  // the refused call changed nothing
-    sam.second_step();
-    CHECK_THROWS_WITH(sam.second_step(), Catch::Contains("second_step() without first_step()"));
-    CHECK_THROWS_WITH(sam.step(nullptr), Catch::Contains("SAM: step() needs a closure"));
+    sam->second_step();
+    CHECK_THROWS_WITH(sam->second_step(), Catch::Contains("second_step() without first_step()"));
+    CHECK_THROWS_WITH(sam->step(nullptr), Catch::Contains("SAM: step() needs a closure"));
   }
 }
 
@@ -574,7 +573,7 @@ TEST_CASE("SAM puts the weights back when the second closure call throws", "[sam
     manual_seed(81);
     const NamedTensors params = make_params(kFloat32, Device::cpu());
     auto base = std::make_shared<SGD>(params, SGDOptions(0.1));
-    SAM sam(base, SAMOptions().fused(fused));
+    const auto sam = testing::make_sam(fused, base, SAMOptions());
     const std::vector<Tensor> before = testing::host_copies(base->params());
     int calls = 0;
     const Closure closure = [&] {
@@ -582,29 +581,28 @@ TEST_CASE("SAM puts the weights back when the second closure call throws", "[sam
       set_random_grads(*base);
       return zeros({});
     };
-    CHECK_THROWS_WITH(sam.step(closure), Catch::Contains("out of memory in the second pass"));
+    CHECK_THROWS_WITH(sam->step(closure), Catch::Contains("out of memory in the second pass"));
     CHECK(all_equal(base->params(), before));
-    CHECK_NOTHROW(sam.first_step());  // not left half-way through a step
-    sam.second_step();
+    CHECK_NOTHROW(sam->first_step());  // not left half-way through a step
+    sam->second_step();
   }
 }
 
-TEST_CASE("SAM re-packs the arena after Module::zero_grad() dropped the gradients", "[sam]") {
-  // Module::zero_grad() leaves the parameters without gradients, so backward
-  // allocates new ones outside the arena; the step must still be the same.
+TEST_CASE("SAM re-packs the arena after the gradients were dropped", "[sam]") {
+  // Gradients dropped by hand (set_grad(Tensor())) make backward allocate new
+  // ones outside the arena; the step must still be the same.
   const RunCase run = run_cases()[1];  // ASAM: depends on the arena's weights-first layout
   const Tensor x = fixture_tensor(fixture(), "input");
   const Tensor labels = fixture_tensor(fixture(), "labels");
   std::vector<std::vector<Tensor>> results;
-  for (bool module_zero_grad : {false, true}) {
+  for (bool drop_gradients : {false, true}) {
     auto net = make_net(Device::cpu());
     auto base = std::make_shared<SGD>(net->named_parameters(), SGDOptions(0.1).momentum(0.9).weight_decay(5e-4));
     SAM sam(base, run.options, net.get());
     for (int step = 0; step < 3; ++step) {
-      if (module_zero_grad) {
-        net->zero_grad();
-      } else {
-        sam.zero_grad();
+      sam.zero_grad();
+      if (drop_gradients) {
+        for (const Tensor& p : net->parameters()) p.set_grad(Tensor());
       }
       sam.step([&] {
         Tensor loss = cross_entropy((*net)(x), labels);
@@ -615,6 +613,16 @@ TEST_CASE("SAM re-packs the arena after Module::zero_grad() dropped the gradient
     results.push_back(testing::host_copies(net->parameters()));
   }
   CHECK(all_equal(results[0], results[1]));
+}
+
+TEST_CASE("Module::zero_grad zeroes in place, keeping the optimizer's arena views", "[sam]") {
+  auto net = make_net(Device::cpu());
+  auto base = std::make_shared<SGD>(net->named_parameters(), SGDOptions(0.1));
+  set_random_grads(*base);
+  REQUIRE(base->arena().is_bound());
+  net->zero_grad();
+  CHECK(base->arena().is_bound());
+  for (const Tensor& p : net->parameters()) CHECK(testing::max_abs_diff(p.grad(), zeros_like(p)) == 0.0);
 }
 
 // ---------------------------------------------------------------- CUDA
@@ -700,4 +708,53 @@ TEST_CASE("a fused SAM step costs the same launches whatever the number of tenso
     // fill; second_step: the fused restore + SGD update.
     CHECK(few == std::vector<long long>{3, 1, 1});
   }
+}
+
+// ---------------------------------------------------------------- checkpoints from before SAM was an Optimizer
+
+TEST_CASE("a checkpoint written before SAM became an Optimizer resumes bit for bit", "[sam]") {
+  // Written once by tests/reference/gen_legacy_checkpoint.cpp with basin at
+  // 71e44c7: the network after two SAM steps, its SGD state under
+  // "optimizer.", and under "expected." the network after two more steps.
+  const TensorMap file = basin::testing::load_fixture("legacy_sam_checkpoint.safetensors");
+  TensorMap model_state, optimizer_state, expected;
+  for (const auto& [name, tensor] : file) {
+    if (name.starts_with("optimizer.")) {
+      optimizer_state[name.substr(10)] = tensor;
+    } else if (name.starts_with("expected.")) {
+      expected[name.substr(9)] = tensor;
+    } else {
+      model_state[name] = tensor;
+    }
+  }
+  auto net = std::make_shared<nn::Sequential>(std::initializer_list<nn::ModulePtr>{
+      std::make_shared<nn::Conv2d>(nn::Conv2dOptions(3, 4, 3).padding(1).bias(false)),
+      std::make_shared<nn::BatchNorm2d>(4), std::make_shared<nn::ReLU>(), std::make_shared<nn::GlobalAvgPool2d>(),
+      std::make_shared<nn::Flatten>(), std::make_shared<nn::Linear>(4, 3)});
+  net->load_state_dict(model_state);
+  net->train();
+  auto sgd = std::make_shared<SGD>(net->named_parameters(), SGDOptions(0.1).momentum(0.9).weight_decay(5e-4));
+  std::shared_ptr<Optimizer> sam = std::make_shared<SAM>(sgd, SAMOptions().rho(0.05), net.get());
+  sam->load_state_dict(optimizer_state);  // through the Optimizer interface, as the trainer does
+  for (int step = 2; step < 4; ++step) {
+    manual_seed(100 + step);  // the generator's batches
+    const Tensor x = randn({6, 3, 5, 5});
+    const Tensor labels = from_vector<std::int64_t>({0, 1, 2, 0, 1, 2}, {6});
+    sam->zero_grad();
+    sam->step([&] {
+      Tensor loss = cross_entropy((*net)(x), labels);
+      loss.backward();
+      return loss;
+    });
+  }
+  const TensorMap state = net->state_dict();
+  REQUIRE(state.size() == expected.size());
+  for (const auto& [name, tensor] : expected) {
+    INFO(name);
+    CHECK(equal(state.at(name), tensor));
+  }
+  // And the state written back has the layout the old code wrote.
+  const TensorMap saved = sam->state_dict();
+  CHECK(saved.size() == optimizer_state.size());
+  for (const auto& [name, tensor] : optimizer_state) CHECK(saved.count(name) == 1);
 }

@@ -142,10 +142,10 @@ TEST_CASE("optimizer base rejects bad parameter lists, naming the culprit", "[op
 
   const Tensor wide = randn({4}, kFloat64).requires_grad_();
   CHECK_THROWS_WITH(SGD(std::vector<Tensor>{a, wide}, o),
-                    Catch::Contains("SGD: parameter 1 is float64 on cpu but parameter 0 is float32 on cpu"));
+                    Catch::Contains("SGD: parameter 1 is float64 but parameter 0 is float32"));
 
   CHECK_THROWS_WITH(SGD(std::vector<Tensor>{a, randn({2}).requires_grad_(), a}, o),
-                    Catch::Contains("SGD: parameter 2 appears more than once"));
+                    Catch::Contains("SGD: parameter 2 is the same tensor as parameter 0"));
   CHECK_THROWS_WITH(SGD(std::vector<Tensor>{a, Tensor()}, o), Catch::Contains("SGD: parameter 1 is undefined"));
 
   optim::ParamList mismatched(std::vector<Tensor>{a});
