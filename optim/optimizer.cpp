@@ -58,15 +58,21 @@ Optimizer::Optimizer(const ParamList& params, const char* name) : name_(name), n
 Optimizer::Optimizer(Optimizer& wrapped, const char* name)
     : name_(name), names_(wrapped.names_), arena_(wrapped.arena_), lr_(wrapped.lr_) {}
 
-void Optimizer::restore_and_step(const Tensor& saved) {
+void Optimizer::check_saved_buffer(const Tensor& saved) const {
+  BASIN_CHECK(saved.defined(), name_, ": restore_and_step: the saved buffer is undefined");
   const Tensor& params = arena_->params();
-  BASIN_CHECK(saved.defined() && saved.shape() == params.shape() && saved.dtype() == params.dtype() &&
-                  saved.device() == params.device(),
-              name_, ": restore_and_step: the saved buffer must be the arena's shape, dtype and device (",
-              dtype_name(params.dtype()), " ", shape_str(params.shape()), " on ", params.device().str(), ")");
+  BASIN_CHECK(saved.shape() == params.shape() && saved.dtype() == params.dtype() &&
+                  saved.device() == params.device() && saved.is_contiguous(),
+              name_, ": restore_and_step: the saved buffer is ", dtype_name(saved.dtype()), " ",
+              shape_str(saved.shape()), " on ", saved.device().str(), " but the arena is ",
+              dtype_name(params.dtype()), " ", shape_str(params.shape()), " on ", params.device().str());
+}
+
+void Optimizer::restore_and_step(const Tensor& saved) {
+  check_saved_buffer(saved);
   {
     NoGradGuard no_grad;
-    Tensor flat = params;
+    Tensor flat = arena_->params();
     flat.copy_(saved);
   }
   step();

@@ -84,6 +84,10 @@ class Optimizer {
   // moving the given optimizer buffers along. Call at the start of step().
   void ensure_bound(std::vector<Tensor*> state = {});
 
+  // Checks restore_and_step's buffer: defined, contiguous, and the arena's
+  // shape, dtype and device.
+  void check_saved_buffer(const Tensor& saved) const;
+
   // state_dict()'s common entries: "type" (this optimizer's name) and "step".
   TensorMap state_header(std::int64_t steps) const;
   // Checks a state for load_state_dict(): the type, the step, exactly the

@@ -38,29 +38,22 @@ SGD::SGD(const ParamList& params, const SGDOptions& options)
 Tensor SGD::step(const Closure& closure) {
   Tensor loss;
   if (closure) loss = closure();
-  update(Tensor());
+  update(nullptr);
   return loss;
 }
 
 void SGD::restore_and_step(const Tensor& saved) {
-  BASIN_CHECK(saved.defined(), "SGD: restore_and_step: the saved buffer is undefined");
-  update(saved);
+  update(&saved);
 }
 
-void SGD::update(const Tensor& saved) {
+void SGD::update(const Tensor* saved) {
   if (momentum_.defined()) {
     ensure_bound({&momentum_});
   } else {
     ensure_bound();
   }
   const Tensor& params = arena_->params();
-  if (saved.defined()) {
-    BASIN_CHECK(saved.shape() == params.shape() && saved.dtype() == params.dtype() &&
-                    saved.device() == params.device() && saved.is_contiguous(),
-                "SGD: restore_and_step: the saved buffer is ", dtype_name(saved.dtype()), " ",
-                shape_str(saved.shape()), " on ", saved.device().str(), " but the arena is ",
-                dtype_name(params.dtype()), " ", shape_str(params.shape()), " on ", params.device().str());
-  }
+  if (saved != nullptr) check_saved_buffer(*saved);  // after a re-pack: against the arena as it is now
   kernels::SgdArgs args;
   args.lr = lr_;
   args.momentum = options_.momentum();
@@ -70,7 +63,7 @@ void SGD::update(const Tensor& saved) {
   // PyTorch starts the momentum buffer at the first d_p itself (no dampening).
   args.first_step = steps_ == 0;
   const kernels::TensorArg w = arg(params), g = arg(arena_->grads());
-  const kernels::TensorArg s = optional_arg(saved), m = optional_arg(momentum_);
+  const kernels::TensorArg s = saved != nullptr ? arg(*saved) : kernels::TensorArg{}, m = optional_arg(momentum_);
   BASIN_RUN_KERNEL(params.device(), sgd_update, w, s, g, m, args);
   ++steps_;
 }

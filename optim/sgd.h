@@ -37,7 +37,7 @@ class SGD : public Optimizer {
 
  private:
   SGDOptions options_;
-  void update(const Tensor& saved);
+  void update(const Tensor* saved);  // saved: restore from it first; nullptr: a plain step
 
   Tensor momentum_;  // arena-shaped; undefined when momentum == 0
   std::int64_t steps_ = 0;

@@ -15,14 +15,13 @@
 #include <chrono>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
 #include <iostream>
-#include <nlohmann/json.hpp>
 #include <random>
 #include <sstream>
 #include <thread>
 
 #include "apps/trainer.h"
+#include "apps/trainer_support.h"
 #include "core/random.h"
 #include "core/serialization.h"
 #include "data/dataset.h"
@@ -30,26 +29,14 @@
 #include "support/temp_dir.h"
 
 using namespace basin;
+using basin::testing::check_same_checkpoint;
+using basin::testing::rows_without_timing;
+using basin::testing::synthetic;
 using basin::testing::TempDir;
 namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
 
 namespace {
-
-// Random images in four classes; what matters here is the bookkeeping, not learning.
-data::Dataset noise_images(std::int64_t n, std::uint64_t seed, const std::string& name) {
-  manual_seed(seed);
-  data::Dataset d;
-  d.name = name;
-  d.images = rand({n, 3, 8, 8}, kFloat32, 0.0, 255.0).to(kUInt8);
-  std::vector<std::int64_t> labels(static_cast<std::size_t>(n));
-  for (std::int64_t i = 0; i < n; ++i) labels[static_cast<std::size_t>(i)] = i % 4;
-  d.labels = from_vector(labels, {n});
-  d.num_classes = 4;
-  d.mean = {0.5, 0.5, 0.5};
-  d.stddev = {0.29, 0.29, 0.29};
-  return d;
-}
 
 apps::TrainConfig crash_config(const std::string& out) {
   apps::TrainConfig c;
@@ -129,22 +116,11 @@ void kill_at_open(pid_t pid, const fs::path& dir, const std::string& file) {
   ::close(watch);
 }
 
-std::vector<std::string> rows_without_timing(const fs::path& metrics) {
-  std::vector<std::string> rows;
-  std::ifstream in(metrics);
-  for (std::string line; std::getline(in, line);) {
-    nlohmann::json row = nlohmann::json::parse(line);
-    for (const char* key : {"epoch_seconds", "images_per_second", "peak_memory_bytes"}) row.erase(key);
-    rows.push_back(row.dump());
-  }
-  return rows;
-}
-
 }  // namespace
 
 TEST_CASE("runs killed at random moments and inside saves resume to the uninterrupted result", "[trainer][crash]") {
-  const data::Dataset train_set = noise_images(64, 1, "noise train");
-  const data::Dataset test_set = noise_images(16, 2, "noise test");
+  const data::Dataset train_set = synthetic(64, 1, "synthetic train");
+  const data::Dataset test_set = synthetic(16, 2, "synthetic test");
 
   const TempDir straight("crash_straight");
   const auto start = Clock::now();
@@ -177,13 +153,7 @@ TEST_CASE("runs killed at random moments and inside saves resume to the uninterr
 
   INFO(kills << " kills, " << kills_inside_save << " of them inside a save");
   CHECK(kills_inside_save >= 1);  // the kill came before the save's rename at least once
-  const TensorMap a = load_safetensors(straight.file("checkpoint.safetensors"));
-  const TensorMap b = load_safetensors(pieces.file("checkpoint.safetensors"));
-  REQUIRE(a.size() == b.size());
-  for (const auto& [name, tensor] : a) {
-    INFO(name);
-    CHECK(testing::equal(tensor, b.at(name)));
-  }
+  check_same_checkpoint(straight.file("checkpoint.safetensors"), pieces.file("checkpoint.safetensors"));
   const std::vector<std::string> rows = rows_without_timing(pieces.path() / "metrics.jsonl");
   CHECK(rows.size() == 4);
   CHECK(rows == rows_without_timing(straight.path() / "metrics.jsonl"));
@@ -193,8 +163,8 @@ TEST_CASE("a run on a full disk fails at its first write, naming the file", "[tr
   // RLIMIT_FSIZE stands in for a full disk: a write past the limit fails with
   // EFBIG (SIGXFSZ ignored), as it would with ENOSPC. In a child, so the limit
   // never touches the test's own output.
-  const data::Dataset train_set = noise_images(32, 1, "noise train");
-  const data::Dataset test_set = noise_images(16, 2, "noise test");
+  const data::Dataset train_set = synthetic(32, 1, "synthetic train");
+  const data::Dataset test_set = synthetic(16, 2, "synthetic test");
   const TempDir dir("crash_disk_full");
   int pipe_fds[2];
   REQUIRE(::pipe(pipe_fds) == 0);
