@@ -2,7 +2,7 @@
 // that it is exercised where there is no GPU (and in CPU-only builds).
 // bench_sam_kernels trusts this path to keep wrong kernels from being timed;
 // here it has to prove that it can tell right from wrong:
-//   1. the reference step (kernels::cpu over optim::SGD's arena) for each model;
+//   1. the reference step (kernels::reference over optim::SGD's arena) for each model;
 //   2. a CPU replica of the baseline variants (per tensor, float32, the same
 //      element functions their CUDA kernels call: sam_reference.h) must pass;
 //   3. replicas with one planted fault each must fail, each on the check

@@ -35,7 +35,7 @@
 //
 // Before anything is timed, every variant runs one step from the same inputs
 // and its norm, perturbed weights, saved copy, updated weights and momentum
-// are compared with the CPU reference (kernels::cpu over the same arena,
+// are compared with the CPU reference (kernels::reference over the same arena,
 // bench/sam_reference.h). A variant that does not match is reported as FAILED
 // and not timed, and the program exits 1.
 //

@@ -151,13 +151,13 @@ StepResults reference_step(const ParamSet& set, const StepInputs& in, const SamS
   const kernels::SamArgs args = settings.sam_args(arena.adaptive_end());
 
   StepResults r;
-  kernels::cpu::sam_norm(arg(scale), arg(partials), arg(w), arg(g), args);
+  kernels::reference::sam_norm(arg(scale), arg(partials), arg(w), arg(g), args);
   r.norm = scale.to_vector<double>()[kernels::kSamNorm];
-  kernels::cpu::sam_perturb(arg(w), arg(saved), arg(g), arg(scale), args);
+  kernels::reference::sam_perturb(arg(w), arg(saved), arg(g), arg(scale), args);
   r.perturbed = copies(arena, w);
   r.saved = copies(arena, saved);
   for (std::size_t i = 0; i < set.size(); ++i) arena.view(g, i).copy_(in.g2[i]);
-  kernels::cpu::sgd_update(arg(w), arg(saved), arg(g), arg(momentum), settings.sgd_args());
+  kernels::reference::sgd_update(arg(w), arg(saved), arg(g), arg(momentum), settings.sgd_args());
   r.updated = copies(arena, w);
   r.momentum = copies(arena, momentum);
   return r;

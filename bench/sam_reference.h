@@ -4,7 +4,7 @@
 //   - parameter sets with the exact tensor shapes of basin's models, taken
 //     from create_model(name)->named_parameters();
 //   - the inputs of one SAM step (w, g, the second gradient g', momentum);
-//   - the CPU reference of that step: kernels::cpu::sam_norm, sam_perturb and
+//   - the CPU reference of that step: kernels::reference::sam_norm, sam_perturb and
 //     sgd_update over the ParameterArena that optim::SGD packs, i.e. exactly
 //     what optim::SAM computes;
 //   - SamVariant, the interface every implementation under test offers, and
@@ -81,7 +81,7 @@ struct StepResults {
   std::vector<Tensor> momentum;   // the momentum buffer after it
 };
 
-// kernels::cpu over optim::SGD's arena, from CPU inputs.
+// kernels::reference over optim::SGD's arena, from CPU inputs.
 StepResults reference_step(const ParamSet& set, const StepInputs& cpu_inputs, const SamSettings& settings);
 
 // An implementation of the optimizer side of a SAM step.

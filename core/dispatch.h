@@ -4,7 +4,7 @@
 //
 //   BASIN_RUN_KERNEL(out.device(), unary, op, arg(out), arg(x), s);
 //
-// runs kernels::cpu::unary(op, arg(out), arg(x), s) on a CPU tensor and
+// runs kernels::reference::unary(op, arg(out), arg(x), s) on a CPU tensor and
 // kernels::cuda::unary(...) with the same arguments on a CUDA one. In a build
 // without CUDA the CUDA call is never emitted, so the missing CUDA symbols are
 // never referenced. No CUDA tensor can exist in such a build (Device::cuda()
@@ -41,14 +41,14 @@ void run_kernel(Device device, CpuKernel&& cpu_kernel, CudaKernel&& cuda_kernel)
 #endif
 }
 
-// BASIN_RUN_KERNEL(device, name, args...): kernels::cpu::name(args...) on a
+// BASIN_RUN_KERNEL(device, name, args...): kernels::reference::name(args...) on a
 // CPU device, kernels::cuda::name(args...) on a CUDA one. The kernel and its
 // arguments are written once, so the two backends' calls cannot drift apart.
 // A macro because the two entry points are overload sets in two namespaces,
 // which no function parameter can name.
 #define BASIN_RUN_KERNEL(device, kernel, ...)                         \
   ::basin::run_kernel(                                                \
-      (device), [&] { ::basin::kernels::cpu::kernel(__VA_ARGS__); }, \
+      (device), [&] { ::basin::kernels::reference::kernel(__VA_ARGS__); }, \
       [&] { ::basin::kernels::cuda::kernel(__VA_ARGS__); })
 
 // Checks that every tensor is on the first one's device, naming the op and the culprits.

@@ -101,10 +101,10 @@ BASIN_HOST_DEVICE inline float augment_value(const AugmentParams& p, const Augme
   return (v - p.shift[ch]) * p.scale[ch];
 }
 
-namespace cpu {
+namespace reference {
 void augment(const TensorArg& out, const TensorArg& out_labels, const TensorArg& images, const TensorArg& labels,
              const TensorArg& indices, const AugmentParams& params);
-}  // namespace cpu
+}  // namespace reference
 
 namespace cuda {
 void augment(const TensorArg& out, const TensorArg& out_labels, const TensorArg& images, const TensorArg& labels,

@@ -42,7 +42,7 @@ inline void check_batch_norm_stats(const BatchNormShape& shape) {
   BASIN_CHECK(shape.batch * shape.spatial > 0, "batch_norm: no values per channel to compute statistics from");
 }
 
-namespace cpu {
+namespace reference {
 void batch_norm_stats(const TensorArg& mean, const TensorArg& invstd, const TensorArg& input, BatchNormShape shape,
                       double eps, const TensorArg& running_mean, const TensorArg& running_var, double momentum);
 void batch_norm_invstd(const TensorArg& invstd, const TensorArg& var, double eps);
@@ -54,7 +54,7 @@ void batch_norm_backward_reduce(const TensorArg& sum_dy, const TensorArg& sum_dy
 void batch_norm_backward_input(const TensorArg& grad_in, const TensorArg& grad_out, const TensorArg& input,
                                const TensorArg& mean, const TensorArg& invstd, const TensorArg& weight,
                                const TensorArg& sum_dy, const TensorArg& sum_dy_xhat, BatchNormShape shape);
-}  // namespace cpu
+}  // namespace reference
 
 namespace cuda {
 void batch_norm_stats(const TensorArg& mean, const TensorArg& invstd, const TensorArg& input, BatchNormShape shape,

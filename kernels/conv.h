@@ -34,7 +34,7 @@ struct Conv2dShape {
   std::int64_t pad_h = 0, pad_w = 0;
 };
 
-namespace cpu {
+namespace reference {
 // bias may be null (no bias).
 void conv2d_forward(DType dtype, const Conv2dShape& shape, void* out, const void* input, const void* weight,
                     const void* bias);
@@ -42,7 +42,7 @@ void conv2d_backward_input(DType dtype, const Conv2dShape& shape, void* grad_inp
                            const void* weight);
 void conv2d_backward_weight(DType dtype, const Conv2dShape& shape, void* grad_weight, const void* grad_out,
                             const void* input);
-}  // namespace cpu
+}  // namespace reference
 
 // Through cuDNN. allow_tf32 lets float32 convolutions use TF32 tensor cores
 // (float64 ignores it). In a build without cuDNN every entry throws.

@@ -9,10 +9,10 @@
 
 namespace basin::kernels {
 
-namespace cpu {
+namespace reference {
 void copy(const TensorArg& dst, const TensorArg& src);
 void fill(const TensorArg& dst, double value);
-}  // namespace cpu
+}  // namespace reference
 
 namespace cuda {
 void copy(const TensorArg& dst, const TensorArg& src);

@@ -45,10 +45,10 @@ struct ScalarArgs {
   double b = 0.0;
 };
 
-namespace cpu {
+namespace reference {
 void unary(UnaryOp op, const TensorArg& out, const TensorArg& in, ScalarArgs s);
 void binary(BinaryOp op, const TensorArg& out, const TensorArg& a, const TensorArg& b, ScalarArgs s);
-}  // namespace cpu
+}  // namespace reference
 
 namespace cuda {
 void unary(UnaryOp op, const TensorArg& out, const TensorArg& in, ScalarArgs s);

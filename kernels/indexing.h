@@ -36,14 +36,14 @@ struct SelectShape {
 // The checks both backends' index_range runs before any work.
 inline void check_index_range(const TensorArg& index) { BASIN_CHECK(index.numel > 0, "index_range: empty index"); }
 
-namespace cpu {
+namespace reference {
 void index_select(const TensorArg& out, const TensorArg& in, const TensorArg& index, SelectShape shape);
 void index_select_backward(const TensorArg& grad_in, const TensorArg& grad_out, const TensorArg& index,
                            SelectShape shape);
 void gather(const TensorArg& out, const TensorArg& in, const TensorArg& index, int dim);
 void gather_backward(const TensorArg& grad_in, const TensorArg& grad_out, const TensorArg& index, int dim);
 void index_range(const TensorArg& range, const TensorArg& index);
-}  // namespace cpu
+}  // namespace reference
 
 namespace cuda {
 void index_select(const TensorArg& out, const TensorArg& in, const TensorArg& index, SelectShape shape);

@@ -21,12 +21,12 @@
 
 namespace basin::kernels {
 
-namespace cpu {
+namespace reference {
 void cross_entropy_forward(const TensorArg& loss, const TensorArg& lse, const TensorArg& logits,
                            const TensorArg& labels, double smoothing);
 void cross_entropy_backward(const TensorArg& grad_logits, const TensorArg& grad_loss, double scale,
                             const TensorArg& logits, const TensorArg& lse, const TensorArg& labels, double smoothing);
-}  // namespace cpu
+}  // namespace reference
 
 namespace cuda {
 void cross_entropy_forward(const TensorArg& loss, const TensorArg& lse, const TensorArg& logits,

@@ -37,9 +37,9 @@ struct GemmShape {
   std::int64_t k = 0;
 };
 
-namespace cpu {
+namespace reference {
 void gemm(DType dtype, GemmShape shape, void* out, const GemmOperand& a, const GemmOperand& b);
-}  // namespace cpu
+}  // namespace reference
 
 namespace cuda {
 void gemm(DType dtype, GemmShape shape, void* out, const GemmOperand& a, const GemmOperand& b);

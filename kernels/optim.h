@@ -69,7 +69,7 @@ struct SgdArgs {
 
 // An absent optional argument is a default TensorArg (data == nullptr).
 // Bad arguments (lengths, dtypes, missing buffers) throw basin::Error naming the kernel.
-namespace cpu {
+namespace reference {
 // scale: float64 [kSamScaleSlots]; partials: float64 [kNormPartials] scratch.
 // params is read only when args.adaptive.
 void sam_norm(const TensorArg& scale, const TensorArg& partials, const TensorArg& params, const TensorArg& grads,
@@ -84,7 +84,7 @@ void sam_perturb(const TensorArg& params, const TensorArg& saved, const TensorAr
 // momentum may be absent (data == nullptr) when args.momentum == 0.
 void sgd_update(const TensorArg& params, const TensorArg& saved, const TensorArg& grads, const TensorArg& momentum,
                 SgdArgs args);
-}  // namespace cpu
+}  // namespace reference
 
 namespace cuda {
 void sam_norm(const TensorArg& scale, const TensorArg& partials, const TensorArg& params, const TensorArg& grads,

@@ -1,7 +1,7 @@
 // Argument checks shared by the CPU and CUDA optimizer kernels
 // (kernels/optim.h): both sides take the same flat arena buffers and reject
 // the same mistakes with the same messages. Each entry point's checks are
-// written here once; kernels/cpu/optim.cpp and kernels/cuda/optim.cu call
+// written here once; kernels/reference/optim.cpp and kernels/cuda/optim.cu call
 // check_<entry point>() before any work.
 #pragma once
 

@@ -49,7 +49,7 @@ struct Pool2dShape {
   std::int64_t pad_h = 0, pad_w = 0;
 };
 
-namespace cpu {
+namespace reference {
 void max_pool2d(const TensorArg& out, const TensorArg& indices, const TensorArg& in, const Pool2dShape& shape);
 void max_pool2d_backward(const TensorArg& grad_in, const TensorArg& grad_out, const TensorArg& indices,
                          const Pool2dShape& shape);
@@ -57,7 +57,7 @@ void avg_pool2d(const TensorArg& out, const TensorArg& in, const Pool2dShape& sh
 void avg_pool2d_backward(const TensorArg& grad_in, const TensorArg& grad_out, const Pool2dShape& shape);
 void dropout(const TensorArg& out, const TensorArg& mask, const TensorArg& in, PhiloxDraw draw, double p);
 void dropout_backward(const TensorArg& grad_in, const TensorArg& grad_out, const TensorArg& mask, double p);
-}  // namespace cpu
+}  // namespace reference
 
 namespace cuda {
 void max_pool2d(const TensorArg& out, const TensorArg& indices, const TensorArg& in, const Pool2dShape& shape);

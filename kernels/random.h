@@ -14,10 +14,10 @@ struct PhiloxDraw {
   std::uint64_t offset = 0;  // first counter of this draw
 };
 
-namespace cpu {
+namespace reference {
 void uniform(const TensorArg& out, PhiloxDraw draw, double low, double high);
 void normal(const TensorArg& out, PhiloxDraw draw, double mean, double stddev);
-}  // namespace cpu
+}  // namespace reference
 
 namespace cuda {
 void uniform(const TensorArg& out, PhiloxDraw draw, double low, double high);

@@ -31,11 +31,11 @@ inline void check_max(const ReduceShape& shape) {
   BASIN_CHECK(shape.reduce > 0, "max: cannot reduce over zero elements");
 }
 
-namespace cpu {
+namespace reference {
 void sum(const TensorArg& out, const TensorArg& in, ReduceShape shape, double scale);
 void max(const TensorArg& values, const TensorArg& indices, const TensorArg& in, ReduceShape shape);
 void max_backward(const TensorArg& grad_in, const TensorArg& grad_out, const TensorArg& indices, ReduceShape shape);
-}  // namespace cpu
+}  // namespace reference
 
 namespace cuda {
 void sum(const TensorArg& out, const TensorArg& in, ReduceShape shape, double scale);

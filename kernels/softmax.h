@@ -23,11 +23,11 @@ namespace basin::kernels {
 
 enum class SoftmaxKind { Softmax, LogSoftmax };
 
-namespace cpu {
+namespace reference {
 void softmax_forward(SoftmaxKind kind, const TensorArg& out, const TensorArg& in, ReduceShape shape);
 void softmax_backward(SoftmaxKind kind, const TensorArg& grad_in, const TensorArg& grad_out, const TensorArg& out,
                       ReduceShape shape);
-}  // namespace cpu
+}  // namespace reference
 
 namespace cuda {
 void softmax_forward(SoftmaxKind kind, const TensorArg& out, const TensorArg& in, ReduceShape shape);

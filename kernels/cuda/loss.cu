@@ -8,7 +8,7 @@
 // (32 to 256) covering C: CIFAR's C = 10 needs one warp, not 256 threads.
 // backward: every gradient element is independent once the forward has saved
 // the row's logsumexp, so one thread per element in a grid-stride loop.
-// The arithmetic follows the CPU reference (kernels/cpu/loss.cpp) step for step.
+// The arithmetic follows the CPU reference (kernels/reference/loss.cpp) step for step.
 //
 // A label outside [0, C) cannot be reported without synchronizing the host,
 // so the row's loss and gradient become NaN instead: a NaN loss is what a

@@ -11,7 +11,7 @@
 //    neighbouring addresses, so the loads coalesce.
 // Each row is read three times (max, sum, write) rather than staged in shared
 // memory: rows of any length work, and the re-reads mostly hit L2.
-// The arithmetic matches the CPU reference (kernels/cpu/softmax.cpp): max and
+// The arithmetic matches the CPU reference (kernels/reference/softmax.cpp): max and
 // exponentials in the element type, sums in double.
 #include <algorithm>
 

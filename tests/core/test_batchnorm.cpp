@@ -230,14 +230,14 @@ Outputs run_kernels(const std::vector<Tensor>& t) {
   run_kernel(
       x.device(),
       [&] {
-        kernels::cpu::batch_norm_stats(arg(mean), arg(invstd), arg(x), bn, kEps, arg(rm), arg(rv), 0.1);
-        kernels::cpu::batch_norm_normalize(arg(out), arg(x), arg(mean), arg(invstd), arg(weight), arg(bias), bn);
-        kernels::cpu::batch_norm_invstd(arg(eval_invstd), arg(running_var), kEps);
-        kernels::cpu::batch_norm_backward_reduce(arg(sum_dy), arg(sum_dy_xhat), arg(dy), arg(x), arg(mean),
+        kernels::reference::batch_norm_stats(arg(mean), arg(invstd), arg(x), bn, kEps, arg(rm), arg(rv), 0.1);
+        kernels::reference::batch_norm_normalize(arg(out), arg(x), arg(mean), arg(invstd), arg(weight), arg(bias), bn);
+        kernels::reference::batch_norm_invstd(arg(eval_invstd), arg(running_var), kEps);
+        kernels::reference::batch_norm_backward_reduce(arg(sum_dy), arg(sum_dy_xhat), arg(dy), arg(x), arg(mean),
                                                  arg(invstd), bn);
-        kernels::cpu::batch_norm_backward_input(arg(dx), arg(dy), arg(x), arg(mean), arg(invstd), arg(weight),
+        kernels::reference::batch_norm_backward_input(arg(dx), arg(dy), arg(x), arg(mean), arg(invstd), arg(weight),
                                                 arg(sum_dy), arg(sum_dy_xhat), bn);
-        kernels::cpu::batch_norm_backward_input(arg(dx_eval), arg(dy), arg(x), arg(running_mean), arg(eval_invstd),
+        kernels::reference::batch_norm_backward_input(arg(dx_eval), arg(dy), arg(x), arg(running_mean), arg(eval_invstd),
                                                 arg(weight), {}, {}, bn);
       },
       [&] {
@@ -363,18 +363,18 @@ TEST_CASE("batch_norm CPU kernels overwrite poisoned outputs", "[batchnorm]") {
   const Inputs in = random_inputs({3, 5, 7, 9}, kFloat32);
   const kernels::BatchNormShape shape{3, 5, 63};
   Tensor mean = full({5}, nan), invstd = full({5}, nan), out = full(in.x.shape(), nan);
-  kernels::cpu::batch_norm_stats(arg(mean), arg(invstd), arg(in.x), shape, kEps, {}, {}, 0.1);
-  kernels::cpu::batch_norm_normalize(arg(out), arg(in.x), arg(mean), arg(invstd), arg(in.weight), arg(in.bias), shape);
+  kernels::reference::batch_norm_stats(arg(mean), arg(invstd), arg(in.x), shape, kEps, {}, {}, 0.1);
+  kernels::reference::batch_norm_normalize(arg(out), arg(in.x), arg(mean), arg(invstd), arg(in.weight), arg(in.bias), shape);
   Tensor eval_invstd = full({5}, nan);
-  kernels::cpu::batch_norm_invstd(arg(eval_invstd), arg(in.running_var), kEps);
+  kernels::reference::batch_norm_invstd(arg(eval_invstd), arg(in.running_var), kEps);
   const Tensor dy = randn(in.x.shape());
   Tensor sum_dy = full({5}, nan), sum_dy_xhat = full({5}, nan), dx = full(in.x.shape(), nan),
          dx_eval = full(in.x.shape(), nan);
-  kernels::cpu::batch_norm_backward_reduce(arg(sum_dy), arg(sum_dy_xhat), arg(dy), arg(in.x), arg(mean), arg(invstd),
+  kernels::reference::batch_norm_backward_reduce(arg(sum_dy), arg(sum_dy_xhat), arg(dy), arg(in.x), arg(mean), arg(invstd),
                                            shape);
-  kernels::cpu::batch_norm_backward_input(arg(dx), arg(dy), arg(in.x), arg(mean), arg(invstd), arg(in.weight),
+  kernels::reference::batch_norm_backward_input(arg(dx), arg(dy), arg(in.x), arg(mean), arg(invstd), arg(in.weight),
                                           arg(sum_dy), arg(sum_dy_xhat), shape);
-  kernels::cpu::batch_norm_backward_input(arg(dx_eval), arg(dy), arg(in.x), arg(mean), arg(eval_invstd),
+  kernels::reference::batch_norm_backward_input(arg(dx_eval), arg(dy), arg(in.x), arg(mean), arg(eval_invstd),
                                           arg(in.weight), {}, {}, shape);
   for (const Tensor* t : {&mean, &invstd, &out, &eval_invstd, &sum_dy, &sum_dy_xhat, &dx, &dx_eval}) {
     for (float v : t->to_vector<float>()) REQUIRE(std::isfinite(v));

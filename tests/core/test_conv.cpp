@@ -190,10 +190,10 @@ std::vector<OpCase> conv_cases() {
          run_kernel(
              x.device(),
              [&] {
-               kernels::cpu::conv2d_forward(dtype, g, out.data_ptr(), x.data_ptr(), w.data_ptr(), b.data_ptr());
-               kernels::cpu::conv2d_backward_input(dtype, g, gx.data_ptr(), gy.data_ptr(), w.data_ptr());
-               kernels::cpu::conv2d_backward_weight(dtype, g, gw.data_ptr(), gy.data_ptr(), x.data_ptr());
-               kernels::cpu::conv2d_backward_weight(dtype, empty_batch, gw0.data_ptr(), nullptr, nullptr);
+               kernels::reference::conv2d_forward(dtype, g, out.data_ptr(), x.data_ptr(), w.data_ptr(), b.data_ptr());
+               kernels::reference::conv2d_backward_input(dtype, g, gx.data_ptr(), gy.data_ptr(), w.data_ptr());
+               kernels::reference::conv2d_backward_weight(dtype, g, gw.data_ptr(), gy.data_ptr(), x.data_ptr());
+               kernels::reference::conv2d_backward_weight(dtype, empty_batch, gw0.data_ptr(), nullptr, nullptr);
              },
              [&] {
                kernels::cuda::conv2d_forward(dtype, g, out.data_ptr(), x.data_ptr(), w.data_ptr(), b.data_ptr(),
@@ -351,16 +351,16 @@ TEST_CASE("conv2d CPU kernels overwrite poisoned outputs", "[conv]") {
     const Tensor gy = randn({g.n, g.k, g.p, g.q}, dtype);
 
     Tensor out = full({g.n, g.k, g.p, g.q}, nan, dtype);
-    kernels::cpu::conv2d_forward(dtype, g, out.data_ptr(), x.data_ptr(), w.data_ptr(), b.data_ptr());
+    kernels::reference::conv2d_forward(dtype, g, out.data_ptr(), x.data_ptr(), w.data_ptr(), b.data_ptr());
     CHECK_FALSE(testing::any_nan(out));
     CHECK(max_abs_diff(out.to_vector<double>(), naive_conv2d(x, w, b, c.stride, c.padding)) < 1e-5);
 
     // The backward kernels are the adjoints of the (bias-free) forward, which
     // the definition pins down: <conv(x, w), gy> = <x, grad_input> = <w, grad_weight>.
     Tensor gx = full(c.input, nan, dtype);
-    kernels::cpu::conv2d_backward_input(dtype, g, gx.data_ptr(), gy.data_ptr(), w.data_ptr());
+    kernels::reference::conv2d_backward_input(dtype, g, gx.data_ptr(), gy.data_ptr(), w.data_ptr());
     Tensor gw = full(c.weight, nan, dtype);
-    kernels::cpu::conv2d_backward_weight(dtype, g, gw.data_ptr(), gy.data_ptr(), x.data_ptr());
+    kernels::reference::conv2d_backward_weight(dtype, g, gw.data_ptr(), gy.data_ptr(), x.data_ptr());
     CHECK_FALSE(testing::any_nan(gx));
     CHECK_FALSE(testing::any_nan(gw));
     const double forward_side = dot(naive_conv2d(x, w, Tensor(), c.stride, c.padding), gy.to_vector<double>());
@@ -372,7 +372,7 @@ TEST_CASE("conv2d CPU kernels overwrite poisoned outputs", "[conv]") {
     kernels::Conv2dShape empty_batch = g;
     empty_batch.n = 0;
     Tensor gw0 = full(c.weight, nan, dtype);
-    kernels::cpu::conv2d_backward_weight(dtype, empty_batch, gw0.data_ptr(), nullptr, nullptr);
+    kernels::reference::conv2d_backward_weight(dtype, empty_batch, gw0.data_ptr(), nullptr, nullptr);
     CHECK(testing::all_equal_to(gw0, 0.0));
   }
 }

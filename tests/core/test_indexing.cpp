@@ -164,7 +164,7 @@ std::vector<OpCase> index_select_cases() {
                      const kernels::SelectShape layout{37, 41, 9, 5};
                      run_kernel(
                          g.device(),
-                         [&] { kernels::cpu::index_select_backward(arg(grad_in), arg(g), arg(index), layout); },
+                         [&] { kernels::reference::index_select_backward(arg(grad_in), arg(g), arg(index), layout); },
                          [&] { kernels::cuda::index_select_backward(arg(grad_in), arg(g), arg(index), layout); });
                      return grad_in;
                    },
@@ -219,7 +219,7 @@ std::vector<OpCase> gather_cases() {
                      const Tensor &g = v[0], &index = v[1];
                      Tensor grad_in = full(shape, NAN, TensorOptions(g.dtype()).device(g.device()));
                      run_kernel(
-                         g.device(), [&] { kernels::cpu::gather_backward(arg(grad_in), arg(g), arg(index), 2); },
+                         g.device(), [&] { kernels::reference::gather_backward(arg(grad_in), arg(g), arg(index), 2); },
                          [&] { kernels::cuda::gather_backward(arg(grad_in), arg(g), arg(index), 2); });
                      return grad_in;
                    },
@@ -244,7 +244,7 @@ TEST_CASE("index backward CPU kernels write every element", "[index_select][gath
   const kernels::SelectShape layout{2, 5, 3, 4};
   const Tensor g = randn({2, 3, 4}, kFloat64);
   Tensor grad_in = full({2, 5, 4}, NAN, kFloat64);
-  kernels::cpu::index_select_backward(arg(grad_in), arg(g), arg(index), layout);
+  kernels::reference::index_select_backward(arg(grad_in), arg(g), arg(index), layout);
   Tensor leaf = randn({2, 5, 4}, kFloat64).requires_grad_();
   index_select(leaf, 1, index).backward(g);
   CHECK(testing::equal(grad_in, leaf.grad()));  // no NaN survives (NaN compares unequal)
@@ -252,7 +252,7 @@ TEST_CASE("index backward CPU kernels write every element", "[index_select][gath
   const Tensor gather_index = longs({4, 0, 0, 1, 2, 4}, {2, 3});
   const Tensor gy = randn({2, 3}, kFloat64);
   Tensor gather_grad = full({3, 5}, NAN, kFloat64);
-  kernels::cpu::gather_backward(arg(gather_grad), arg(gy), arg(gather_index), 1);
+  kernels::reference::gather_backward(arg(gather_grad), arg(gy), arg(gather_index), 1);
   Tensor x = randn({3, 5}, kFloat64).requires_grad_();
   gather(x, 1, gather_index).backward(gy);
   CHECK(testing::equal(gather_grad, x.grad()));

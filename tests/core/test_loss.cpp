@@ -92,11 +92,11 @@ TEST_CASE("cross_entropy CPU kernels write every output element", "[cross_entrop
   const Tensor labels = random_labels(9, 13, kInt64);
   Tensor loss = full({9}, NAN, kFloat64);
   Tensor lse = full({9}, NAN, kFloat64);
-  kernels::cpu::cross_entropy_forward(arg(loss), arg(lse), arg(logits), arg(labels), 0.1);
+  kernels::reference::cross_entropy_forward(arg(loss), arg(lse), arg(logits), arg(labels), 0.1);
   CHECK(testing::all_finite(loss));
   CHECK(testing::all_finite(lse));
   Tensor gx = full({9, 13}, NAN, kFloat64);
-  kernels::cpu::cross_entropy_backward(arg(gx), arg(randn({9}, kFloat64)), 1.0, arg(logits), arg(lse), arg(labels),
+  kernels::reference::cross_entropy_backward(arg(gx), arg(randn({9}, kFloat64)), 1.0, arg(logits), arg(lse), arg(labels),
                                        0.1);
   CHECK(testing::all_finite(gx));
 }
@@ -155,7 +155,7 @@ OpCase kernel_case(std::int64_t rows, std::int64_t classes, DType label_dtype, d
             Tensor lse = full({n}, NAN, TensorOptions(kFloat64).device(device));
             run_kernel(
                 device,
-                [&] { kernels::cpu::cross_entropy_forward(arg(loss), arg(lse), arg(logits), arg(labels), smoothing); },
+                [&] { kernels::reference::cross_entropy_forward(arg(loss), arg(lse), arg(logits), arg(labels), smoothing); },
                 [&] {
                   kernels::cuda::cross_entropy_forward(arg(loss), arg(lse), arg(logits), arg(labels), smoothing);
                 });
@@ -163,7 +163,7 @@ OpCase kernel_case(std::int64_t rows, std::int64_t classes, DType label_dtype, d
             Tensor saved_loss = full({n}, NAN, logits.dtype());
             Tensor saved = full({n}, NAN, kFloat64);
             const Tensor logits_cpu = logits.cpu(), labels_cpu = labels.cpu();
-            kernels::cpu::cross_entropy_forward(arg(saved_loss), arg(saved), arg(logits_cpu), arg(labels_cpu),
+            kernels::reference::cross_entropy_forward(arg(saved_loss), arg(saved), arg(logits_cpu), arg(labels_cpu),
                                                 smoothing);
             const Tensor same = saved.to(device);
             const Tensor scalar = full({1}, 1.7, options).expand({n});
@@ -177,7 +177,7 @@ OpCase kernel_case(std::int64_t rows, std::int64_t classes, DType label_dtype, d
               run_kernel(
                   device,
                   [&] {
-                    kernels::cpu::cross_entropy_backward(arg(grad), arg(upstream), scale, arg(logits), arg(same),
+                    kernels::reference::cross_entropy_backward(arg(grad), arg(upstream), scale, arg(logits), arg(same),
                                                          arg(labels), smoothing);
                   },
                   [&] {

@@ -92,8 +92,8 @@ std::vector<OpCase> matmul_cases() {
          run_kernel(
              a_t.device(),
              [&] {
-               kernels::cpu::gemm(dtype, {3, 37, 53, 29}, out.data_ptr(), op_a, op_b);
-               kernels::cpu::gemm(dtype, {3, 37, 53, 0}, zero_k.data_ptr(), empty_a, op_b);
+               kernels::reference::gemm(dtype, {3, 37, 53, 29}, out.data_ptr(), op_a, op_b);
+               kernels::reference::gemm(dtype, {3, 37, 53, 0}, zero_k.data_ptr(), empty_a, op_b);
              },
              [&] {
                kernels::cuda::gemm(dtype, {3, 37, 53, 29}, out.data_ptr(), op_a, op_b);
@@ -251,12 +251,12 @@ TEST_CASE("matmul CPU GEMM overwrites a poisoned output", "[matmul]") {
     Tensor out = full({3, 7, 4}, nan, dtype);
     kernels::GemmOperand op_a{a_t.data_ptr(), true, 7, 35};
     kernels::GemmOperand op_b{b.data_ptr(), false, 4, 0};
-    kernels::cpu::gemm(dtype, {3, 7, 4, 5}, out.data_ptr(), op_a, op_b);
+    kernels::reference::gemm(dtype, {3, 7, 4, 5}, out.data_ptr(), op_a, op_b);
     const Tensor expected = matmul(a_t.transpose(1, 2).contiguous(), b.expand({3, 5, 4}).contiguous());
     CHECK(max_abs_diff(out, expected) == 0.0);
 
     Tensor zero_k = full({2, 3}, nan, dtype);
-    kernels::cpu::gemm(dtype, {1, 2, 3, 0}, zero_k.data_ptr(), op_a, op_b);
+    kernels::reference::gemm(dtype, {1, 2, 3, 0}, zero_k.data_ptr(), op_a, op_b);
     CHECK(testing::all_equal_to(zero_k, 0.0));
   }
 }

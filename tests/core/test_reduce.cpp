@@ -266,11 +266,11 @@ std::vector<OpCase> max_cases() {
          Tensor values = full({3, 5}, NAN, TensorOptions(x[0].dtype()).device(device));
          Tensor indices = full({3, 5}, -1, TensorOptions(kInt64).device(device));
          run_kernel(
-             device, [&] { kernels::cpu::max(arg(values), arg(indices), arg(x[0]), layout); },
+             device, [&] { kernels::reference::max(arg(values), arg(indices), arg(x[0]), layout); },
              [&] { kernels::cuda::max(arg(values), arg(indices), arg(x[0]), layout); });
          Tensor grad_in = full({3, 129, 5}, NAN, TensorOptions(x[0].dtype()).device(device));
          run_kernel(
-             device, [&] { kernels::cpu::max_backward(arg(grad_in), arg(x[1]), arg(indices), layout); },
+             device, [&] { kernels::reference::max_backward(arg(grad_in), arg(x[1]), arg(indices), layout); },
              [&] { kernels::cuda::max_backward(arg(grad_in), arg(x[1]), arg(indices), layout); });
          return {values, indices, grad_in};
        },
@@ -297,11 +297,11 @@ TEST_CASE("max CPU backward kernel writes every element", "[reduce][max]") {
   const Tensor x = randn({3, 5, 7}, kFloat64);
   Tensor values = full({3, 7}, NAN, kFloat64);
   Tensor indices = full({3, 7}, -1, kInt64);
-  kernels::cpu::max(arg(values), arg(indices), arg(x), layout);
+  kernels::reference::max(arg(values), arg(indices), arg(x), layout);
   CHECK(max_abs_diff(values, max(x, {1})) == 0.0);
   const Tensor g = randn({3, 7}, kFloat64);
   Tensor grad_in = full({3, 5, 7}, NAN, kFloat64);
-  kernels::cpu::max_backward(arg(grad_in), arg(g), arg(indices), layout);
+  kernels::reference::max_backward(arg(grad_in), arg(g), arg(indices), layout);
   CHECK(sum(grad_in, {1}).to_vector<double>() == g.to_vector<double>());  // no NaN left, one non-zero per group
 }
 

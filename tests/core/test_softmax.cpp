@@ -103,11 +103,11 @@ TEST_CASE("softmax CPU kernels write every output element", "[softmax]") {
       INFO("dim " << dim << " kind " << static_cast<int>(kind));
       const auto layout = layout_for(x.shape(), dim);
       Tensor y = full(x.shape(), NAN, kFloat64);
-      kernels::cpu::softmax_forward(kind, arg(y), arg(x), layout);
+      kernels::reference::softmax_forward(kind, arg(y), arg(x), layout);
       CHECK(testing::all_finite(y));
       const Tensor g = randn(x.shape(), kFloat64);
       Tensor gx = full(x.shape(), NAN, kFloat64);
-      kernels::cpu::softmax_backward(kind, arg(gx), arg(g), arg(y), layout);
+      kernels::reference::softmax_backward(kind, arg(gx), arg(g), arg(y), layout);
       CHECK(testing::all_finite(gx));
     }
   }
@@ -165,15 +165,15 @@ OpCase kernel_case(SoftmaxKind kind, const Shape& shape, std::int64_t dim,
             const TensorOptions options = TensorOptions(logits.dtype()).device(device);
             Tensor y = full(logits.shape(), NAN, options);
             run_kernel(
-                device, [&] { kernels::cpu::softmax_forward(kind, arg(y), arg(logits), layout); },
+                device, [&] { kernels::reference::softmax_forward(kind, arg(y), arg(logits), layout); },
                 [&] { kernels::cuda::softmax_forward(kind, arg(y), arg(logits), layout); });
             Tensor saved = full(logits.shape(), NAN, logits.dtype());
             const Tensor logits_cpu = logits.cpu();
-            kernels::cpu::softmax_forward(kind, arg(saved), arg(logits_cpu), layout);
+            kernels::reference::softmax_forward(kind, arg(saved), arg(logits_cpu), layout);
             const Tensor same = saved.to(device);
             Tensor grad = full(logits.shape(), NAN, options);
             run_kernel(
-                device, [&] { kernels::cpu::softmax_backward(kind, arg(grad), arg(upstream), arg(same), layout); },
+                device, [&] { kernels::reference::softmax_backward(kind, arg(grad), arg(upstream), arg(same), layout); },
                 [&] { kernels::cuda::softmax_backward(kind, arg(grad), arg(upstream), arg(same), layout); });
             return {y, grad};
           },

@@ -134,7 +134,7 @@ TEST_CASE("planted fault: swapped cuBLAS transpose flags are caught by GEMM pari
   const GemmOperand a_host{a_storage.data(), true, 5, 0};
   const GemmOperand b_host{b_storage.data(), false, 5, 0};
   std::vector<float> reference(25);
-  basin::kernels::cpu::gemm(basin::kFloat32, shape, reference.data(), a_host, b_host);
+  basin::kernels::reference::gemm(basin::kFloat32, shape, reference.data(), a_host, b_host);
 
   const DeviceFloats a(a_storage), b(b_storage);
   const GemmOperand a_device{a.get(), true, 5, 0};
@@ -156,7 +156,7 @@ TEST_CASE("planted fault: a wrong cuDNN padding is caught by convolution parity"
   const std::vector<float> input_values = random_values(2 * 3 * 6 * 6, 3);
   const std::vector<float> weight_values = random_values(4 * 3 * 3 * 3, 4);
   std::vector<float> reference(2 * 4 * 2 * 2);
-  basin::kernels::cpu::conv2d_forward(basin::kFloat32, shape, reference.data(), input_values.data(),
+  basin::kernels::reference::conv2d_forward(basin::kFloat32, shape, reference.data(), input_values.data(),
                                       weight_values.data(), nullptr);
 
   const DeviceFloats input(input_values), weight(weight_values);

@@ -396,26 +396,26 @@ TEST_CASE("the fused kernels reject mismatched buffers", "[optim][fused]") {
   const Tensor partials = zeros({kernels::kNormPartials}, kFloat64);
   const auto w = arg(arena.params());
   const auto g = arg(arena.grads());
-  CHECK_THROWS_WITH(kernels::cpu::sam_norm(arg(scale), arg(zeros({100}, kFloat64)), w, g, args),
+  CHECK_THROWS_WITH(kernels::reference::sam_norm(arg(scale), arg(zeros({100}, kFloat64)), w, g, args),
                     Catch::Contains("sam_norm: partials must be a contiguous float64 buffer of at least 512 elements"));
-  CHECK_THROWS_WITH(kernels::cpu::sam_norm(arg(zeros({3})), arg(partials), w, g, args),
+  CHECK_THROWS_WITH(kernels::reference::sam_norm(arg(zeros({3})), arg(partials), w, g, args),
                     Catch::Contains("sam_norm: scale must be a contiguous float64 buffer of at least 3 elements"));
-  CHECK_THROWS_WITH(kernels::cpu::sam_norm(arg(scale), arg(partials), arg(zeros({5})), g, args),
+  CHECK_THROWS_WITH(kernels::reference::sam_norm(arg(scale), arg(partials), arg(zeros({5})), g, args),
                     Catch::Contains("sam_norm: params has 5 elements but the gradients have"));
   kernels::SamArgs beyond = args;
   beyond.adaptive_end = arena.padded_numel() + 1;
-  CHECK_THROWS_WITH(kernels::cpu::sam_norm(arg(scale), arg(partials), w, g, beyond),
+  CHECK_THROWS_WITH(kernels::reference::sam_norm(arg(scale), arg(partials), w, g, beyond),
                     Catch::Contains("sam_norm: adaptive_end " + std::to_string(arena.padded_numel() + 1) +
                                     " is outside the arena"));
-  CHECK_THROWS_WITH(kernels::cpu::sam_perturb(w, arg(arena.make_buffer().to(kFloat64)), g, arg(scale), args),
+  CHECK_THROWS_WITH(kernels::reference::sam_perturb(w, arg(arena.make_buffer().to(kFloat64)), g, arg(scale), args),
                     Catch::Contains("sam_perturb: saved is float64 but the gradients are float32"));
-  CHECK_THROWS_WITH(kernels::cpu::sam_perturb(w, kernels::TensorArg{}, g, arg(scale), args),
+  CHECK_THROWS_WITH(kernels::reference::sam_perturb(w, kernels::TensorArg{}, g, arg(scale), args),
                     Catch::Contains("sam_perturb: saved is missing"));
   kernels::SgdArgs sgd;
   sgd.momentum = 0.9;
-  CHECK_THROWS_WITH(kernels::cpu::sgd_update(w, kernels::TensorArg{}, g, kernels::TensorArg{}, sgd),
+  CHECK_THROWS_WITH(kernels::reference::sgd_update(w, kernels::TensorArg{}, g, kernels::TensorArg{}, sgd),
                     Catch::Contains("sgd_update: the momentum buffer is missing"));
-  CHECK_THROWS_WITH(kernels::cpu::sgd_update(w, kernels::TensorArg{}, g, arg(zeros({4, 4}).t()), sgd),
+  CHECK_THROWS_WITH(kernels::reference::sgd_update(w, kernels::TensorArg{}, g, arg(zeros({4, 4}).t()), sgd),
                     Catch::Contains("sgd_update: the momentum buffer must be contiguous"));
 }
 

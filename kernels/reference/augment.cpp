@@ -5,7 +5,7 @@
 
 #include "kernels/augment.h"
 
-namespace basin::kernels::cpu {
+namespace basin::kernels::reference {
 
 void augment(const TensorArg& out, const TensorArg& out_labels, const TensorArg& images, const TensorArg& labels,
              const TensorArg& indices, const AugmentParams& p) {
@@ -35,4 +35,4 @@ void augment(const TensorArg& out, const TensorArg& out_labels, const TensorArg&
   }
 }
 
-}  // namespace basin::kernels::cpu
+}  // namespace basin::kernels::reference

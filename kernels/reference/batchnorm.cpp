@@ -9,7 +9,7 @@
 #include "kernels/batchnorm.h"
 #include "kernels/dtype_dispatch.h"
 
-namespace basin::kernels::cpu {
+namespace basin::kernels::reference {
 
 namespace {
 
@@ -130,4 +130,4 @@ void batch_norm_backward_input(const TensorArg& grad_in, const TensorArg& grad_o
   });
 }
 
-}  // namespace basin::kernels::cpu
+}  // namespace basin::kernels::reference

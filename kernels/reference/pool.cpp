@@ -11,7 +11,7 @@
 #include "kernels/philox.h"
 #include "kernels/pool.h"
 
-namespace basin::kernels::cpu {
+namespace basin::kernels::reference {
 
 void max_pool2d(const TensorArg& out, const TensorArg& indices, const TensorArg& in, const Pool2dShape& s) {
   BASIN_DISPATCH_FLOATING(in.dtype, "max_pool2d", T, [&] {
@@ -148,4 +148,4 @@ void dropout_backward(const TensorArg& grad_in, const TensorArg& grad_out, const
   });
 }
 
-}  // namespace basin::kernels::cpu
+}  // namespace basin::kernels::reference

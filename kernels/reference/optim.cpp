@@ -11,7 +11,7 @@
 #include "kernels/optim.h"
 #include "kernels/optim_checks.h"
 
-namespace basin::kernels::cpu {
+namespace basin::kernels::reference {
 
 namespace {
 
@@ -123,4 +123,4 @@ void sgd_update(const TensorArg& params, const TensorArg& saved, const TensorArg
   });
 }
 
-}  // namespace basin::kernels::cpu
+}  // namespace basin::kernels::reference

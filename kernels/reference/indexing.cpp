@@ -7,7 +7,7 @@
 #include "kernels/dtype_dispatch.h"
 #include "kernels/indexing.h"
 
-namespace basin::kernels::cpu {
+namespace basin::kernels::reference {
 
 namespace {
 
@@ -99,4 +99,4 @@ void index_range(const TensorArg& range, const TensorArg& index) {
   });
 }
 
-}  // namespace basin::kernels::cpu
+}  // namespace basin::kernels::reference

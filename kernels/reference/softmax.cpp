@@ -8,7 +8,7 @@
 #include "kernels/dtype_dispatch.h"
 #include "kernels/softmax.h"
 
-namespace basin::kernels::cpu {
+namespace basin::kernels::reference {
 
 namespace {
 
@@ -76,4 +76,4 @@ void softmax_backward(SoftmaxKind kind, const TensorArg& grad_in, const TensorAr
   });
 }
 
-}  // namespace basin::kernels::cpu
+}  // namespace basin::kernels::reference

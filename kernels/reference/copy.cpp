@@ -1,10 +1,10 @@
 // CPU copy (with dtype conversion) and fill.
 #include "kernels/copy.h"
 
-#include "kernels/cpu/strided.h"
+#include "kernels/reference/strided.h"
 #include "kernels/dtype_dispatch.h"
 
-namespace basin::kernels::cpu {
+namespace basin::kernels::reference {
 
 void copy(const TensorArg& dst, const TensorArg& src) {
   BASIN_DISPATCH_ALL(dst.dtype, "copy", To, [&] {
@@ -24,4 +24,4 @@ void fill(const TensorArg& dst, double value) {
   });
 }
 
-}  // namespace basin::kernels::cpu
+}  // namespace basin::kernels::reference

@@ -23,7 +23,7 @@
 #include "kernels/conv.h"
 #include "kernels/dtype_dispatch.h"
 
-namespace basin::kernels::cpu {
+namespace basin::kernels::reference {
 
 namespace {
 
@@ -163,4 +163,4 @@ void conv2d_backward_weight(DType dtype, const Conv2dShape& shape, void* grad_we
   });
 }
 
-}  // namespace basin::kernels::cpu
+}  // namespace basin::kernels::reference

@@ -11,7 +11,7 @@
 
 #include "kernels/tensor_arg.h"
 
-namespace basin::kernels::cpu {
+namespace basin::kernels::reference {
 
 template <std::size_t N, class Fn>
 void for_each_offset(const std::array<const TensorArg*, N>& args, Fn&& fn) {
@@ -42,4 +42,4 @@ void for_each_offset(const std::array<const TensorArg*, N>& args, Fn&& fn) {
   }
 }
 
-}  // namespace basin::kernels::cpu
+}  // namespace basin::kernels::reference

@@ -7,7 +7,7 @@
 #include "kernels/philox.h"
 #include "kernels/random.h"
 
-namespace basin::kernels::cpu {
+namespace basin::kernels::reference {
 
 void uniform(const TensorArg& out, PhiloxDraw draw, double low, double high) {
   BASIN_DISPATCH_FLOATING(out.dtype, "rand", T, [&] {
@@ -40,4 +40,4 @@ void normal(const TensorArg& out, PhiloxDraw draw, double mean, double stddev) {
   });
 }
 
-}  // namespace basin::kernels::cpu
+}  // namespace basin::kernels::reference

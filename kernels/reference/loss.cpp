@@ -7,7 +7,7 @@
 #include "kernels/dtype_dispatch.h"
 #include "kernels/loss.h"
 
-namespace basin::kernels::cpu {
+namespace basin::kernels::reference {
 
 namespace {
 
@@ -73,4 +73,4 @@ void cross_entropy_backward(const TensorArg& grad_logits, const TensorArg& grad_
   });
 }
 
-}  // namespace basin::kernels::cpu
+}  // namespace basin::kernels::reference

@@ -11,7 +11,7 @@
 #include "kernels/dtype_dispatch.h"
 #include "kernels/matmul.h"
 
-namespace basin::kernels::cpu {
+namespace basin::kernels::reference {
 
 namespace {
 
@@ -45,4 +45,4 @@ void gemm(DType dtype, GemmShape shape, void* out, const GemmOperand& a, const G
   BASIN_DISPATCH_FLOATING(dtype, "matmul", T, [&] { gemm_typed<T>(shape, static_cast<T*>(out), a, b); });
 }
 
-}  // namespace basin::kernels::cpu
+}  // namespace basin::kernels::reference

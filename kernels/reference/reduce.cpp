@@ -6,7 +6,7 @@
 #include "kernels/dtype_dispatch.h"
 #include "kernels/reduce.h"
 
-namespace basin::kernels::cpu {
+namespace basin::kernels::reference {
 
 void sum(const TensorArg& out, const TensorArg& in, ReduceShape shape, double scale) {
   BASIN_DISPATCH_FLOATING(in.dtype, "sum", T, [&] {
@@ -65,4 +65,4 @@ void max_backward(const TensorArg& grad_in, const TensorArg& grad_out, const Ten
   });
 }
 
-}  // namespace basin::kernels::cpu
+}  // namespace basin::kernels::reference

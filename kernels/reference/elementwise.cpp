@@ -2,11 +2,11 @@
 // applied along a strided walk. Written for clarity; the CUDA file is the fast one.
 #include <cmath>
 
-#include "kernels/cpu/strided.h"
+#include "kernels/reference/strided.h"
 #include "kernels/dtype_dispatch.h"
 #include "kernels/elementwise.h"
 
-namespace basin::kernels::cpu {
+namespace basin::kernels::reference {
 
 namespace {
 
@@ -69,4 +69,4 @@ void binary(BinaryOp op, const TensorArg& out, const TensorArg& a, const TensorA
   });
 }
 
-}  // namespace basin::kernels::cpu
+}  // namespace basin::kernels::reference
