@@ -5,6 +5,7 @@
 #include "core/autograd.h"
 #include "core/batchnorm.h"
 #include "core/conv.h"
+#include "core/cpu_engine.h"
 #include "core/device.h"
 #include "core/dtype.h"
 #include "core/elementwise.h"

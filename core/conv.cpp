@@ -77,7 +77,7 @@ kernels::Conv2dShape conv_shape(const Tensor& input, const Tensor& weight, const
 // The three computations on detached tensors; none is recorded. They call
 // run_kernel, not BASIN_RUN_KERNEL: the CUDA entry points take one more
 // argument, allow_tf32 (cuDNN's TF32 tensor-core mode), which has no meaning
-// for the CPU reference.
+// on the CPU.
 
 Tensor forward(const kernels::Conv2dShape& g, const Tensor& input, const Tensor& weight, const Tensor& bias) {
   const Tensor x = input.contiguous();
@@ -87,7 +87,10 @@ Tensor forward(const kernels::Conv2dShape& g, const Tensor& input, const Tensor&
   Tensor out = empty({g.n, g.k, g.p, g.q}, TensorOptions(x.dtype()).device(x.device()));
   run_kernel(
       x.device(),
-      [&] { kernels::reference::conv2d_forward(x.dtype(), g, out.data_ptr(), x.data_ptr(), w.data_ptr(), b_ptr); },
+      [&] {
+        run_cpu_kernel(kernels::fast::conv2d_forward, kernels::reference::conv2d_forward, x.dtype(), g,
+                       out.data_ptr(), x.data_ptr(), w.data_ptr(), b_ptr);
+      },
       [&] {
         kernels::cuda::conv2d_forward(x.dtype(), g, out.data_ptr(), x.data_ptr(), w.data_ptr(), b_ptr,
                                       conv_allow_tf32());
@@ -101,7 +104,10 @@ Tensor backward_input(const kernels::Conv2dShape& g, const Tensor& grad_out, con
   Tensor grad = empty({g.n, g.c, g.h, g.w}, TensorOptions(gy.dtype()).device(gy.device()));
   run_kernel(
       gy.device(),
-      [&] { kernels::reference::conv2d_backward_input(gy.dtype(), g, grad.data_ptr(), gy.data_ptr(), w.data_ptr()); },
+      [&] {
+        run_cpu_kernel(kernels::fast::conv2d_backward_input, kernels::reference::conv2d_backward_input, gy.dtype(),
+                       g, grad.data_ptr(), gy.data_ptr(), w.data_ptr());
+      },
       [&] {
         kernels::cuda::conv2d_backward_input(gy.dtype(), g, grad.data_ptr(), gy.data_ptr(), w.data_ptr(),
                                              conv_allow_tf32());
@@ -115,7 +121,10 @@ Tensor backward_weight(const kernels::Conv2dShape& g, const Tensor& grad_out, co
   Tensor grad = empty({g.k, g.c, g.r, g.s}, TensorOptions(gy.dtype()).device(gy.device()));
   run_kernel(
       gy.device(),
-      [&] { kernels::reference::conv2d_backward_weight(gy.dtype(), g, grad.data_ptr(), gy.data_ptr(), x.data_ptr()); },
+      [&] {
+        run_cpu_kernel(kernels::fast::conv2d_backward_weight, kernels::reference::conv2d_backward_weight,
+                       gy.dtype(), g, grad.data_ptr(), gy.data_ptr(), x.data_ptr());
+      },
       [&] {
         kernels::cuda::conv2d_backward_weight(gy.dtype(), g, grad.data_ptr(), gy.data_ptr(), x.data_ptr(),
                                               conv_allow_tf32());

@@ -4,7 +4,8 @@
 //
 //   BASIN_RUN_KERNEL(out.device(), unary, op, arg(out), arg(x), s);
 //
-// runs kernels::reference::unary(op, arg(out), arg(x), s) on a CPU tensor and
+// runs kernels::fast::unary(op, arg(out), arg(x), s) on a CPU tensor (or
+// kernels::reference::unary with BASIN_CPU_KERNELS=reference) and
 // kernels::cuda::unary(...) with the same arguments on a CUDA one. In a build
 // without CUDA the CUDA call is never emitted, so the missing CUDA symbols are
 // never referenced. No CUDA tensor can exist in such a build (Device::cuda()
@@ -13,7 +14,9 @@
 
 #include <initializer_list>
 
+#include "core/cpu_engine.h"
 #include "core/tensor.h"
+#include "kernels/fast.h"
 #include "kernels/tensor_arg.h"
 
 namespace basin {
@@ -41,14 +44,33 @@ void run_kernel(Device device, CpuKernel&& cpu_kernel, CudaKernel&& cuda_kernel)
 #endif
 }
 
-// BASIN_RUN_KERNEL(device, name, args...): kernels::reference::name(args...) on a
-// CPU device, kernels::cuda::name(args...) on a CUDA one. The kernel and its
-// arguments are written once, so the two backends' calls cannot drift apart.
-// A macro because the two entry points are overload sets in two namespaces,
-// which no function parameter can name.
-#define BASIN_RUN_KERNEL(device, kernel, ...)                         \
-  ::basin::run_kernel(                                                \
-      (device), [&] { ::basin::kernels::reference::kernel(__VA_ARGS__); }, \
+// The CPU half of BASIN_RUN_KERNEL for a site that calls run_kernel itself:
+// fast(args...) or reference(args...), as cpu_kernels() says.
+template <class Fast, class Reference, class... Args>
+void run_cpu_kernel(Fast&& fast, Reference&& reference, Args&&... args) {
+  if (cpu_kernels() == CpuKernels::fast) {
+    fast(args...);
+  } else {
+    reference(args...);
+  }
+}
+
+// BASIN_RUN_KERNEL(device, name, args...): on a CPU device
+// kernels::fast::name(args...), or kernels::reference::name(args...) when
+// cpu_kernels() says so (core/cpu_engine.h); kernels::cuda::name(args...) on a
+// CUDA one. The kernel and its arguments are written once, so the backends'
+// calls cannot drift apart. A macro because the entry points are overload
+// sets in three namespaces, which no function parameter can name.
+#define BASIN_RUN_KERNEL(device, kernel, ...)                                 \
+  ::basin::run_kernel(                                                        \
+      (device),                                                               \
+      [&] {                                                                   \
+        if (::basin::cpu_kernels() == ::basin::CpuKernels::fast) {            \
+          ::basin::kernels::fast::kernel(__VA_ARGS__);                        \
+        } else {                                                              \
+          ::basin::kernels::reference::kernel(__VA_ARGS__);                   \
+        }                                                                     \
+      },                                                                      \
       [&] { ::basin::kernels::cuda::kernel(__VA_ARGS__); })
 
 // Checks that every tensor is on the first one's device, naming the op and the culprits.

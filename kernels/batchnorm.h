@@ -56,6 +56,21 @@ void batch_norm_backward_input(const TensorArg& grad_in, const TensorArg& grad_o
                                const TensorArg& sum_dy, const TensorArg& sum_dy_xhat, BatchNormShape shape);
 }  // namespace reference
 
+// The CPU engine: float32, channels across threads, each row summed in float32
+// SIMD lanes and the rows in double. batch_norm_invstd (C elements) is the reference's.
+namespace fast {
+void batch_norm_stats(const TensorArg& mean, const TensorArg& invstd, const TensorArg& input, BatchNormShape shape,
+                      double eps, const TensorArg& running_mean, const TensorArg& running_var, double momentum);
+void batch_norm_normalize(const TensorArg& out, const TensorArg& input, const TensorArg& mean, const TensorArg& invstd,
+                          const TensorArg& weight, const TensorArg& bias, BatchNormShape shape);
+void batch_norm_backward_reduce(const TensorArg& sum_dy, const TensorArg& sum_dy_xhat, const TensorArg& grad_out,
+                                const TensorArg& input, const TensorArg& mean, const TensorArg& invstd,
+                                BatchNormShape shape);
+void batch_norm_backward_input(const TensorArg& grad_in, const TensorArg& grad_out, const TensorArg& input,
+                               const TensorArg& mean, const TensorArg& invstd, const TensorArg& weight,
+                               const TensorArg& sum_dy, const TensorArg& sum_dy_xhat, BatchNormShape shape);
+}  // namespace fast
+
 namespace cuda {
 void batch_norm_stats(const TensorArg& mean, const TensorArg& invstd, const TensorArg& input, BatchNormShape shape,
                       double eps, const TensorArg& running_mean, const TensorArg& running_var, double momentum);

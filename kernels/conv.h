@@ -44,6 +44,18 @@ void conv2d_backward_weight(DType dtype, const Conv2dShape& shape, void* grad_we
                             const void* input);
 }  // namespace reference
 
+// The CPU engine: oneDNN's convolutions, float32 accumulating in float32 (the
+// primitives are made once per shape and kept). float64, and a build without
+// oneDNN, run the reference.
+namespace fast {
+void conv2d_forward(DType dtype, const Conv2dShape& shape, void* out, const void* input, const void* weight,
+                    const void* bias);
+void conv2d_backward_input(DType dtype, const Conv2dShape& shape, void* grad_input, const void* grad_out,
+                           const void* weight);
+void conv2d_backward_weight(DType dtype, const Conv2dShape& shape, void* grad_weight, const void* grad_out,
+                            const void* input);
+}  // namespace fast
+
 // Through cuDNN. allow_tf32 lets float32 convolutions use TF32 tensor cores
 // (float64 ignores it). In a build without cuDNN every entry throws.
 namespace cuda {

@@ -50,6 +50,13 @@ void unary(UnaryOp op, const TensorArg& out, const TensorArg& in, ScalarArgs s);
 void binary(BinaryOp op, const TensorArg& out, const TensorArg& a, const TensorArg& b, ScalarArgs s);
 }  // namespace reference
 
+// The CPU engine: contiguous float32 in SIMD loops across threads; the rest
+// (strided views, float64, Pow) on the reference.
+namespace fast {
+void unary(UnaryOp op, const TensorArg& out, const TensorArg& in, ScalarArgs s);
+void binary(BinaryOp op, const TensorArg& out, const TensorArg& a, const TensorArg& b, ScalarArgs s);
+}  // namespace fast
+
 namespace cuda {
 void unary(UnaryOp op, const TensorArg& out, const TensorArg& in, ScalarArgs s);
 void binary(BinaryOp op, const TensorArg& out, const TensorArg& a, const TensorArg& b, ScalarArgs s);

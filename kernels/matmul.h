@@ -41,6 +41,12 @@ namespace reference {
 void gemm(DType dtype, GemmShape shape, void* out, const GemmOperand& a, const GemmOperand& b);
 }  // namespace reference
 
+// The CPU engine: oneDNN's sgemm per matrix of the batch, float32 accumulating
+// in float32. float64, and a build without oneDNN, run the reference.
+namespace fast {
+void gemm(DType dtype, GemmShape shape, void* out, const GemmOperand& a, const GemmOperand& b);
+}  // namespace fast
+
 namespace cuda {
 void gemm(DType dtype, GemmShape shape, void* out, const GemmOperand& a, const GemmOperand& b);
 }  // namespace cuda

@@ -12,7 +12,11 @@
 set -euo pipefail
 
 # libboost-context-dev: the fibers of the CUDA emulator (-DBASIN_CUDA=EMULATE).
-packages=(cmake ninja-build g++ catch2 libcli11-dev nlohmann-json3-dev libboost-context-dev)
+# libdnnl-dev: oneDNN, the CPU engine's convolutions and GEMM (core/cpu_engine.h);
+# its CMake package looks for OpenCL (Debian builds it with an OpenCL GPU
+# runtime, which basin does not use), hence ocl-icd-opencl-dev.
+packages=(cmake ninja-build g++ catch2 libcli11-dev nlohmann-json3-dev libboost-context-dev
+          libdnnl-dev ocl-icd-opencl-dev)
 # Optional groups, named on the command line, add to those.
 for group in "$@"; do
   case "$group" in

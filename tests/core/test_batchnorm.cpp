@@ -472,3 +472,7 @@ TEST_CASE("batch_norm CUDA kernels overwrite poisoned outputs and match the CPU 
   testing::run_cuda_parity(batch_norm_cases(), testing::kernels_only);
 #endif
 }
+
+TEST_CASE("batch norm CPU engine kernels match the reference", "[batchnorm][engine]") {
+  testing::run_engine_parity(batch_norm_cases(), testing::through_autograd);
+}

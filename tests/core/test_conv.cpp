@@ -426,6 +426,10 @@ TEST_CASE("conv2d rejects bad inputs with clear errors", "[conv][errors]") {
 
 // ---------------------------------------------------------------- CUDA (cuDNN)
 
+TEST_CASE("conv2d CPU engine (oneDNN) forward and backward match the reference", "[conv][engine]") {
+  testing::run_engine_parity(conv_cases(), testing::through_autograd);
+}
+
 TEST_CASE("conv2d CUDA forward and backward match the CPU", "[conv][cuda]") {
   BASIN_REQUIRE_CUDNN();
   Tf32Scope exact(false);

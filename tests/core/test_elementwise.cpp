@@ -123,3 +123,7 @@ TEST_CASE("in-place updates refuse to corrupt the graph", "[elementwise][errors]
   w.mul_(0.5);
   CHECK(w.to_vector<float>() == std::vector<float>{1.5f, 1.5f, 1.5f});
 }
+
+TEST_CASE("elementwise CPU engine kernels match the reference", "[elementwise][engine]") {
+  testing::run_engine_parity(elementwise_cases());
+}

@@ -241,6 +241,7 @@ TEST_CASE("matmul rejects bad inputs with clear errors", "[matmul][errors]") {
 }
 
 TEST_CASE("matmul CPU GEMM overwrites a poisoned output", "[matmul]") {
+  const CpuKernelsScope reference(CpuKernels::reference);  // the expected values come from the reference too
   manual_seed(34);
   const double nan = std::numeric_limits<double>::quiet_NaN();
   for (DType dtype : {kFloat32, kFloat64}) {
@@ -283,4 +284,8 @@ TEST_CASE("matmul on CUDA is deterministic and handles zero sizes", "[matmul][cu
                      0.0));
   CHECK(matmul(randn({0, 3}, TensorOptions().device(Device::cuda())), b.slice(0, 0, 3)).shape() == Shape{0, 43});
   CHECK_THROWS_WITH(matmul(a, b.cpu()), Catch::Contains("matmul: tensors are on different devices"));
+}
+
+TEST_CASE("matmul CPU engine (oneDNN sgemm) matches the reference", "[matmul][engine]") {
+  testing::run_engine_parity(matmul_cases(), testing::through_autograd);
 }

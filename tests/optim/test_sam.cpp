@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "core/autograd.h"
+#include "core/cpu_engine.h"
 #include "core/device.h"
 #include "core/loss.h"
 #include "core/random.h"
@@ -716,6 +717,8 @@ TEST_CASE("a checkpoint written before SAM became an Optimizer resumes bit for b
   // Written once by tests/reference/gen_legacy_checkpoint.cpp with basin at
   // 71e44c7: the network after two SAM steps, its SGD state under
   // "optimizer.", and under "expected." the network after two more steps.
+  // Those came from the reference kernels, which bit for bit needs here too.
+  const CpuKernelsScope reference(CpuKernels::reference);
   const TensorMap file = basin::testing::load_fixture("legacy_sam_checkpoint.safetensors");
   TensorMap model_state, optimizer_state, expected;
   for (const auto& [name, tensor] : file) {

@@ -9,6 +9,7 @@
 #include <utility>
 
 #include "core/autograd.h"
+#include "core/cpu_engine.h"
 #include "core/elementwise.h"
 #include "core/indexing.h"
 #include "core/random.h"
@@ -267,10 +268,24 @@ void check_table(const std::vector<OpCase>& table) {
   REQUIRE(problem.empty());
 }
 
-void parity_in(const OpCase& op, DType dtype) {
-  INFO(op.name << " in " << dtype_name(dtype));
+// The side a parity run tests against the reference kernels: CUDA, or the
+// CPU engine (core/cpu_engine.h).
+enum class Target { cuda, cpu_engine };
+
+void parity_in(const OpCase& op, DType dtype, Target target) {
+  INFO(op.name << " in " << dtype_name(dtype) << (target == Target::cuda ? " on CUDA" : " on the CPU engine"));
   manual_seed(case_seed(op.name, dtype));
-  const Device cuda = Device::cuda();
+  const Device cuda = target == Target::cuda ? Device::cuda() : Device::cpu();
+  // The expected side always runs on the reference kernels, the oracle; the
+  // other on CUDA, or on the CPU engine's kernels.
+  const auto on_reference = [](auto&& body) {
+    const CpuKernelsScope scope(CpuKernels::reference);
+    body();
+  };
+  const auto on_target = [](auto&& body) {
+    const CpuKernelsScope scope(CpuKernels::fast);
+    body();
+  };
   ParityRun run;
   run.dtype = dtype;
   std::vector<bool> wrt;
@@ -279,18 +294,18 @@ void parity_in(const OpCase& op, DType dtype) {
     const bool grad = op.differentiable && spec.requires_grad && is_floating(drawn.dtype());
     run.inputs.push_back(drawn);
     run.cpu_inputs.push_back(drawn.clone().requires_grad_(grad));
-    run.cuda_inputs.push_back(drawn.to(cuda).requires_grad_(grad));
+    run.cuda_inputs.push_back(drawn.clone().to(cuda).requires_grad_(grad));
     wrt.push_back(grad);
   }
 
-  run.expected = op.fn(run.cpu_inputs).tensors;
-  if (op.poison) poison_free_memory(cuda);
-  run.got = op.fn(run.cuda_inputs).tensors;
+  on_reference([&] { run.expected = op.fn(run.cpu_inputs).tensors; });
+  if (op.poison && target == Target::cuda) poison_free_memory(cuda);
+  on_target([&] { run.got = op.fn(run.cuda_inputs).tensors; });
   REQUIRE(run.got.size() == run.expected.size());
   const Tolerance& tolerance = op.tolerances(dtype);
   for (std::size_t i = 0; i < run.got.size(); ++i) {
     INFO("output " << i);
-    CHECK(run.got[i].device().is_cuda());
+    CHECK(run.got[i].device() == cuda);
     check_close(run.got[i], run.expected[i], tolerance);
   }
   // Inputs an op may update in place (running statistics) must agree too; a
@@ -314,32 +329,38 @@ void parity_in(const OpCase& op, DType dtype) {
     }
     REQUIRE_FALSE(outs.empty());
     if (outs.size() == 1) {
-      run.expected[outs[0]].backward(upstream[0]);
-      if (op.poison) poison_free_memory(cuda);
-      run.got[outs[0]].backward(upstream[0].to(cuda));
+      on_reference([&] { run.expected[outs[0]].backward(upstream[0]); });
+      if (op.poison && target == Target::cuda) poison_free_memory(cuda);
+      on_target([&] { run.got[outs[0]].backward(upstream[0].to(cuda)); });
     } else {
       // Several outputs: the gradient of sum_i <output_i, upstream_i>.
       Tensor cpu_total, cuda_total;
-      for (std::size_t k = 0; k < outs.size(); ++k) {
-        const Tensor cpu_term = sum(mul(run.expected[outs[k]], upstream[k]));
-        const Tensor cuda_term = sum(mul(run.got[outs[k]], upstream[k].to(cuda)));
-        cpu_total = k == 0 ? cpu_term : add(cpu_total, cpu_term);
-        cuda_total = k == 0 ? cuda_term : add(cuda_total, cuda_term);
-      }
-      cpu_total.backward();
-      if (op.poison) poison_free_memory(cuda);
-      cuda_total.backward();
+      on_reference([&] {
+        for (std::size_t k = 0; k < outs.size(); ++k) {
+          const Tensor cpu_term = sum(mul(run.expected[outs[k]], upstream[k]));
+          cpu_total = k == 0 ? cpu_term : add(cpu_total, cpu_term);
+        }
+        cpu_total.backward();
+      });
+      if (op.poison && target == Target::cuda) poison_free_memory(cuda);
+      on_target([&] {
+        for (std::size_t k = 0; k < outs.size(); ++k) {
+          const Tensor cuda_term = sum(mul(run.got[outs[k]], upstream[k].to(cuda)));
+          cuda_total = k == 0 ? cuda_term : add(cuda_total, cuda_term);
+        }
+        cuda_total.backward();
+      });
     }
     for (std::size_t i = 0; i < run.inputs.size(); ++i) {
       if (!wrt[i]) continue;
       INFO("gradient of input " << i);
       REQUIRE(run.cpu_inputs[i].grad().defined());
       REQUIRE(run.cuda_inputs[i].grad().defined());
-      CHECK(run.cuda_inputs[i].grad().device().is_cuda());
+      CHECK(run.cuda_inputs[i].grad().device() == cuda);
       check_close(run.cuda_inputs[i].grad(), run.cpu_inputs[i].grad(), tolerance);
     }
   }
-  if (op.also) op.also(run);
+  if (op.also) on_target([&] { op.also(run); });
 }
 
 }  // namespace
@@ -382,8 +403,15 @@ void check_cuda_parity(const OpCase& op) {
   BASIN_REQUIRE_CUDA();
   REQUIRE_FALSE(op.dtypes.empty());
   for (DType dtype : op.dtypes) {
-    DYNAMIC_SECTION(dtype_name(dtype)) { parity_in(op, dtype); }
+    DYNAMIC_SECTION(dtype_name(dtype)) { parity_in(op, dtype, Target::cuda); }
   }
+}
+
+void check_engine_parity(const OpCase& op) {
+  // float64 runs on the reference on both sides (core/cpu_engine.h): only
+  // float32 has engine kernels to compare.
+  if (std::find(op.dtypes.begin(), op.dtypes.end(), kFloat32) == op.dtypes.end()) return;
+  DYNAMIC_SECTION("float32") { parity_in(op, kFloat32, Target::cpu_engine); }
 }
 
 bool through_autograd(const OpCase& op) { return op.differentiable; }
@@ -409,6 +437,17 @@ void run_cuda_parity(const std::vector<OpCase>& table, const CaseFilter& filter)
     if (op.runs == Runs::Gradients || (filter && !filter(op))) continue;
     ++taken;
     DYNAMIC_SECTION(op.name) { check_cuda_parity(op); }
+  }
+  CHECK(taken > 0);
+}
+
+void run_engine_parity(const std::vector<OpCase>& table, const CaseFilter& filter) {
+  check_table(table);
+  int taken = 0;
+  for (const OpCase& op : table) {
+    if (op.runs == Runs::Gradients || (filter && !filter(op))) continue;
+    ++taken;
+    DYNAMIC_SECTION(op.name) { check_engine_parity(op); }
   }
   CHECK(taken > 0);
 }

@@ -183,6 +183,12 @@ void check_gradients(const OpCase& op);
 // marker (support/cuda.h) and returns.
 void check_cuda_parity(const OpCase& op);
 
+// The same comparison on the CPU: the case with the reference kernels and
+// with the CPU engine's (core/cpu_engine.h), from the same inputs, in float32
+// (float64 runs on the reference either way), at the case's float32 tolerance.
+// Runs everywhere; no device needed.
+void check_engine_parity(const OpCase& op);
+
 // Which of a table's cases a runner takes; an empty filter takes them all.
 using CaseFilter = std::function<bool(const OpCase&)>;
 // The cases that run the op through autograd (differentiable), and those that
@@ -196,6 +202,7 @@ bool kernels_only(const OpCase& op);
 // a filtered table that gives a runner nothing, fails.
 void run_gradient_checks(const std::vector<OpCase>& table, const CaseFilter& filter = {});
 void run_cuda_parity(const std::vector<OpCase>& table, const CaseFilter& filter = {});
+void run_engine_parity(const std::vector<OpCase>& table, const CaseFilter& filter = {});
 
 // One bad call: fn(inputs) must throw basin::Error whose message contains `message`.
 struct BadInput {
