@@ -28,6 +28,16 @@ void cross_entropy_backward(const TensorArg& grad_logits, const TensorArg& grad_
                             const TensorArg& logits, const TensorArg& lse, const TensorArg& labels, double smoothing);
 }  // namespace reference
 
+// The CPU engine (kernels/fast/loss.cpp): contiguous float32 logits on several
+// threads, accumulating in float32 (lse is still written as float64); anything
+// else runs the reference. A bad label throws before any output is written.
+namespace fast {
+void cross_entropy_forward(const TensorArg& loss, const TensorArg& lse, const TensorArg& logits,
+                           const TensorArg& labels, double smoothing);
+void cross_entropy_backward(const TensorArg& grad_logits, const TensorArg& grad_loss, double scale,
+                            const TensorArg& logits, const TensorArg& lse, const TensorArg& labels, double smoothing);
+}  // namespace fast
+
 namespace cuda {
 void cross_entropy_forward(const TensorArg& loss, const TensorArg& lse, const TensorArg& logits,
                            const TensorArg& labels, double smoothing);

@@ -86,6 +86,17 @@ void sgd_update(const TensorArg& params, const TensorArg& saved, const TensorArg
                 SgdArgs args);
 }  // namespace reference
 
+// The CPU engine (kernels/fast/optim.cpp): float32 on several threads, bit for
+// bit the reference's results; float64 runs the reference.
+namespace fast {
+void sam_norm(const TensorArg& scale, const TensorArg& partials, const TensorArg& params, const TensorArg& grads,
+              SamArgs args);
+void sam_perturb(const TensorArg& params, const TensorArg& saved, const TensorArg& grads, const TensorArg& scale,
+                 SamArgs args);
+void sgd_update(const TensorArg& params, const TensorArg& saved, const TensorArg& grads, const TensorArg& momentum,
+                SgdArgs args);
+}  // namespace fast
+
 namespace cuda {
 void sam_norm(const TensorArg& scale, const TensorArg& partials, const TensorArg& params, const TensorArg& grads,
               SamArgs args);

@@ -59,6 +59,18 @@ void dropout(const TensorArg& out, const TensorArg& mask, const TensorArg& in, P
 void dropout_backward(const TensorArg& grad_in, const TensorArg& grad_out, const TensorArg& mask, double p);
 }  // namespace reference
 
+// The CPU engine (kernels/fast/pool.cpp): contiguous float32 on several
+// threads, bit for bit the reference's results; anything else runs the reference.
+namespace fast {
+void max_pool2d(const TensorArg& out, const TensorArg& indices, const TensorArg& in, const Pool2dShape& shape);
+void max_pool2d_backward(const TensorArg& grad_in, const TensorArg& grad_out, const TensorArg& indices,
+                         const Pool2dShape& shape);
+void avg_pool2d(const TensorArg& out, const TensorArg& in, const Pool2dShape& shape);
+void avg_pool2d_backward(const TensorArg& grad_in, const TensorArg& grad_out, const Pool2dShape& shape);
+void dropout(const TensorArg& out, const TensorArg& mask, const TensorArg& in, PhiloxDraw draw, double p);
+void dropout_backward(const TensorArg& grad_in, const TensorArg& grad_out, const TensorArg& mask, double p);
+}  // namespace fast
+
 namespace cuda {
 void max_pool2d(const TensorArg& out, const TensorArg& indices, const TensorArg& in, const Pool2dShape& shape);
 void max_pool2d_backward(const TensorArg& grad_in, const TensorArg& grad_out, const TensorArg& indices,

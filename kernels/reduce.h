@@ -37,6 +37,16 @@ void max(const TensorArg& values, const TensorArg& indices, const TensorArg& in,
 void max_backward(const TensorArg& grad_in, const TensorArg& grad_out, const TensorArg& indices, ReduceShape shape);
 }  // namespace reference
 
+// The CPU engine (kernels/fast/reduce.cpp): float32 on several threads; float64
+// and other cases run the reference. sum accumulates in float32 in lanes
+// (kernels/fast/lanes.h); max and max_backward give the reference's results
+// bit for bit.
+namespace fast {
+void sum(const TensorArg& out, const TensorArg& in, ReduceShape shape, double scale);
+void max(const TensorArg& values, const TensorArg& indices, const TensorArg& in, ReduceShape shape);
+void max_backward(const TensorArg& grad_in, const TensorArg& grad_out, const TensorArg& indices, ReduceShape shape);
+}  // namespace fast
+
 namespace cuda {
 void sum(const TensorArg& out, const TensorArg& in, ReduceShape shape, double scale);
 void max(const TensorArg& values, const TensorArg& indices, const TensorArg& in, ReduceShape shape);

@@ -29,6 +29,14 @@ void softmax_backward(SoftmaxKind kind, const TensorArg& grad_in, const TensorAr
                       ReduceShape shape);
 }  // namespace reference
 
+// The CPU engine (kernels/fast/softmax.cpp): contiguous float32 on several
+// threads, accumulating in float32; anything else runs the reference.
+namespace fast {
+void softmax_forward(SoftmaxKind kind, const TensorArg& out, const TensorArg& in, ReduceShape shape);
+void softmax_backward(SoftmaxKind kind, const TensorArg& grad_in, const TensorArg& grad_out, const TensorArg& out,
+                      ReduceShape shape);
+}  // namespace fast
+
 namespace cuda {
 void softmax_forward(SoftmaxKind kind, const TensorArg& out, const TensorArg& in, ReduceShape shape);
 void softmax_backward(SoftmaxKind kind, const TensorArg& grad_in, const TensorArg& grad_out, const TensorArg& out,

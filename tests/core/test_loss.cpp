@@ -7,6 +7,8 @@
 #include <cmath>
 #include <sstream>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "core/autograd.h"
 #include "core/dispatch.h"
@@ -254,6 +256,13 @@ TEST_CASE("cross_entropy on CUDA matches the CPU through autograd", "[cross_entr
   testing::run_cuda_parity(cross_entropy_cases(), testing::through_autograd);
 }
 
+// The table's kernel cases call the reference kernels by name; the engine's
+// kernels are compared directly in "cross_entropy CPU engine kernels match
+// the reference" below.
+TEST_CASE("cross_entropy on the CPU engine matches the reference through autograd", "[cross_entropy][engine]") {
+  testing::run_engine_parity(cross_entropy_cases(), testing::through_autograd);
+}
+
 TEST_CASE("cross_entropy on CUDA turns a bad label into NaN for its row", "[cross_entropy][cuda]") {
   BASIN_REQUIRE_CUDA();
   manual_seed(54);
@@ -335,4 +344,120 @@ TEST_CASE("cross_entropy rejects bad input with clear errors", "[cross_entropy][
                     Catch::Contains("cross_entropy: label_smoothing must be in [0, 1]"));
   // s = 1 is allowed: the target is uniform and the label no longer matters.
   CHECK(cross_entropy(logits, labels, 1.0).item() == Approx(std::log(10.0)).epsilon(1e-6));
+}
+
+// ---------------------------------------------------------------- CPU engine
+
+namespace {
+
+// Runs fn once per thread count (the engine's split of the rows changes with
+// it), then restores the count.
+template <class Fn>
+void for_thread_counts(Fn&& fn) {
+  const int before = cpu_threads();
+  for (int threads : {1, 3}) {
+    INFO(threads << " engine threads");
+    set_cpu_threads(threads);
+    fn();
+  }
+  set_cpu_threads(before);
+}
+
+void check_close(const Tensor& got, const Tensor& want, const testing::Tolerance& tolerance) {
+  std::string why;
+  const bool ok = testing::close_enough(got, want, tolerance, &why);
+  INFO(why);
+  CHECK(ok);
+}
+
+// The message of the basin::Error fn throws, without the " (file:line)" it
+// ends with (each kernel set throws from its own file); "" when it does not throw.
+template <class Fn>
+std::string error_of(Fn&& fn) {
+  try {
+    fn();
+  } catch (const Error& e) {
+    const std::string message = e.what();
+    return message.substr(0, message.rfind(" ("));
+  }
+  return "";
+}
+
+}  // namespace
+
+// The engine sums each row in float32 lanes, the reference in float64: the
+// CUDA kernels' float32 tolerance against the reference (relative(1e-6)),
+// for the loss, lse and the gradient (computed from the reference's lse, for
+// a per-row upstream gradient and a mean's expanded scalar). Class counts
+// below, at and above a lane group, and above a lane block (100003); 4099
+// rows run on several threads, and the results must not change with the
+// thread count.
+TEST_CASE("cross_entropy CPU engine kernels match the reference", "[cross_entropy][engine]") {
+  const testing::Tolerance tolerance = relative(1e-6, 1e-12).float32;
+  for (const auto& [rows, classes] : std::vector<std::pair<std::int64_t, std::int64_t>>{
+           {37, 10}, {37, 1001}, {127, 3}, {5, 8}, {4099, 33}, {3, 100003}}) {
+    for (DType label_dtype : {kInt32, kInt64}) {
+      for (double smoothing : {0.0, 0.1}) {
+        INFO("[" << rows << ", " << classes << "] " << dtype_name(label_dtype) << " labels, smoothing " << smoothing);
+        manual_seed(80);
+        const Tensor logits = mul(randn({rows, classes}), 4.0);
+        const Tensor labels = random_labels(rows, classes, label_dtype);
+        const Tensor per_row = randn({rows});
+        const Tensor scalar = full({1}, 1.7).expand({rows});
+        const Tensor loss_ref = full({rows}, NAN), lse_ref = full({rows}, NAN, kFloat64);
+        kernels::reference::cross_entropy_forward(arg(loss_ref), arg(lse_ref), arg(logits), arg(labels), smoothing);
+        const std::vector<std::pair<Tensor, double>> upstreams = {{per_row, 1.0}, {scalar, 1.0 / rows}};
+        std::vector<Tensor> grads_ref;
+        for (const auto& [upstream, scale] : upstreams) {
+          grads_ref.push_back(full({rows, classes}, NAN));
+          kernels::reference::cross_entropy_backward(arg(grads_ref.back()), arg(upstream), scale, arg(logits),
+                                                     arg(lse_ref), arg(labels), smoothing);
+        }
+        std::vector<Tensor> first;  // the first thread count's results
+        for_thread_counts([&] {
+          const Tensor loss = full({rows}, NAN), lse = full({rows}, NAN, kFloat64);
+          kernels::fast::cross_entropy_forward(arg(loss), arg(lse), arg(logits), arg(labels), smoothing);
+          check_close(loss, loss_ref, tolerance);
+          check_close(lse, lse_ref, tolerance);
+          std::vector<Tensor> results = {loss, lse};
+          for (std::size_t k = 0; k < upstreams.size(); ++k) {
+            const Tensor grad = full({rows, classes}, NAN);
+            kernels::fast::cross_entropy_backward(arg(grad), arg(upstreams[k].first), upstreams[k].second,
+                                                  arg(logits), arg(lse_ref), arg(labels), smoothing);
+            check_close(grad, grads_ref[k], tolerance);
+            results.push_back(grad);
+          }
+          if (first.empty()) {
+            first = results;
+          } else {
+            for (std::size_t k = 0; k < results.size(); ++k) CHECK(testing::equal(results[k], first[k]));
+          }
+        });
+      }
+    }
+  }
+}
+
+// Labels are checked before any work, with the reference's message.
+TEST_CASE("cross_entropy CPU engine kernels reject bad labels as the reference does",
+          "[cross_entropy][engine][errors]") {
+  const Tensor logits = zeros({4, 10});
+  const Tensor loss = empty({4}), lse = empty({4}, kFloat64), grad = empty({4, 10}), g = ones({4});
+  const std::vector<Tensor> bad = {from_vector<std::int64_t>({1, 2, 3, 10}, {4}),
+                                   from_vector<std::int32_t>({-1, 2, 3, 4}, {4})};
+  for (const Tensor& labels : bad) {
+    const std::string forward = error_of(
+        [&] { kernels::reference::cross_entropy_forward(arg(loss), arg(lse), arg(logits), arg(labels), 0.1); });
+    REQUIRE_FALSE(forward.empty());
+    CHECK(error_of([&] {
+            kernels::fast::cross_entropy_forward(arg(loss), arg(lse), arg(logits), arg(labels), 0.1);
+          }) == forward);
+    const std::string backward = error_of([&] {
+      kernels::reference::cross_entropy_backward(arg(grad), arg(g), 1.0, arg(logits), arg(lse), arg(labels), 0.1);
+    });
+    REQUIRE_FALSE(backward.empty());
+    CHECK(error_of([&] {
+            kernels::fast::cross_entropy_backward(arg(grad), arg(g), 1.0, arg(logits), arg(lse), arg(labels), 0.1);
+          }) == backward);
+  }
 }

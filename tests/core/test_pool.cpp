@@ -7,13 +7,16 @@
 #include <cmath>
 #include <functional>
 #include <limits>
+#include <vector>
 
 #include "core/autograd.h"
+#include "core/dispatch.h"
 #include "core/elementwise.h"
 #include "core/pool.h"
 #include "core/random.h"
 #include "core/reduce.h"
 #include "kernels/philox.h"
+#include "kernels/pool.h"
 #include "support/compare.h"
 #include "support/cuda.h"
 #include "support/op_table.h"
@@ -373,6 +376,21 @@ TEST_CASE("global_avg_pool2d on CUDA matches the CPU", "[pool][cuda]") {
   testing::run_cuda_parity(global_avg_pool_cases());
 }
 
+// The ops with the reference kernels and with the CPU engine's, at the CUDA
+// parity tolerances: the pooling kernels agree exactly, global_avg_pool2d
+// runs the engine's float32 mean.
+TEST_CASE("max_pool2d CPU engine kernels match the reference", "[pool][engine]") {
+  testing::run_engine_parity(pool_cases(max_pool, false));
+}
+
+TEST_CASE("avg_pool2d CPU engine kernels match the reference", "[pool][engine]") {
+  testing::run_engine_parity(pool_cases(avg_pool, true));
+}
+
+TEST_CASE("global_avg_pool2d on the CPU engine matches the reference", "[pool][engine]") {
+  testing::run_engine_parity(global_avg_pool_cases());
+}
+
 // Two draws in a row on each side from the same state (the second one starts
 // at a nonzero counter offset) must give the same masks on CUDA as on the
 // CPU, bit for bit; the backward through the first. Odd sizes leave a partial
@@ -393,4 +411,121 @@ TEST_CASE("dropout draws the same mask on CUDA and CPU", "[dropout][cuda]") {
                      .also = [](const ParityRun& run) { CHECK_FALSE(equal(run.expected[0], run.expected[1])); }});
   }
   testing::run_cuda_parity(cases);
+}
+
+// ---------------------------------------------------------------- CPU engine
+
+namespace {
+
+kernels::Pool2dShape pool_shape(const Shape& input, Pair kernel, Pair stride, Pair padding) {
+  kernels::Pool2dShape s;
+  s.batch = input[0];
+  s.channels = input[1];
+  s.height = input[2];
+  s.width = input[3];
+  s.kernel_h = kernel[0];
+  s.kernel_w = kernel[1];
+  s.stride_h = stride[0];
+  s.stride_w = stride[1];
+  s.pad_h = padding[0];
+  s.pad_w = padding[1];
+  s.out_height = (s.height + 2 * s.pad_h - s.kernel_h) / s.stride_h + 1;
+  s.out_width = (s.width + 2 * s.pad_w - s.kernel_w) / s.stride_w + 1;
+  return s;
+}
+
+// Runs fn once per thread count (the engine's split of the planes changes
+// with it), then restores the count.
+template <class Fn>
+void for_thread_counts(Fn&& fn) {
+  const int before = cpu_threads();
+  for (int threads : {1, 3}) {
+    INFO(threads << " engine threads");
+    set_cpu_threads(threads);
+    fn();
+  }
+  set_cpu_threads(before);
+}
+
+}  // namespace
+
+// The engine runs the reference's float32 arithmetic plane by plane, so the
+// two agree bit for bit: values, indices (ties and NaNs included) and both
+// backward scatters. The inputs are small integers, so windows hold ties,
+// plus a few NaNs; the last shape has enough planes for several threads.
+TEST_CASE("pooling CPU engine kernels match the reference bit for bit", "[pool][engine]") {
+  std::vector<PoolCase> cases = parity_cases();
+  cases.push_back({"3x5x7x9 k3 s1 p1", {3, 5, 7, 9}, {3, 3}, {1, 1}, {1, 1}});
+  cases.push_back({"3x5x7x9 k(2,3) s(2,1)", {3, 5, 7, 9}, {2, 3}, {2, 1}, {0, 0}});
+  for_thread_counts([&] {
+    for (const PoolCase& c : cases) {
+      INFO(c.name);
+      manual_seed(60);
+      std::vector<float> values = randn(c.shape).to_vector<float>();
+      for (float& v : values) v = std::round(2.0f * v);
+      const Tensor finite = from_vector<float>(values, c.shape);
+      for (std::size_t i = 17; i < values.size(); i += 1001) values[i] = NAN;
+      const Tensor x = from_vector<float>(values, c.shape);
+      const kernels::Pool2dShape s = pool_shape(c.shape, c.kernel, c.stride, c.padding);
+      const Shape out_shape = {c.shape[0], c.shape[1], s.out_height, s.out_width};
+      const Tensor gy = randn(out_shape);
+      const double nan = std::numeric_limits<double>::quiet_NaN();
+
+      const Tensor y_ref = full(out_shape, nan), y_fast = full(out_shape, nan);
+      const Tensor at_ref = zeros(out_shape, kInt32), at_fast = zeros(out_shape, kInt32);
+      kernels::reference::max_pool2d(arg(y_ref), arg(at_ref), arg(x), s);
+      kernels::fast::max_pool2d(arg(y_fast), arg(at_fast), arg(x), s);
+      CHECK(testing::close_enough(y_fast, y_ref, exact(true).float32));
+      CHECK(equal(at_fast, at_ref));
+
+      const Tensor gx_ref = full(c.shape, nan), gx_fast = full(c.shape, nan);
+      kernels::reference::max_pool2d_backward(arg(gx_ref), arg(gy), arg(at_ref), s);
+      kernels::fast::max_pool2d_backward(arg(gx_fast), arg(gy), arg(at_ref), s);
+      CHECK(equal(gx_fast, gx_ref));
+
+      kernels::reference::avg_pool2d(arg(y_ref), arg(finite), s);
+      kernels::fast::avg_pool2d(arg(y_fast), arg(finite), s);
+      CHECK(equal(y_fast, y_ref));
+
+      kernels::reference::avg_pool2d_backward(arg(gx_ref), arg(gy), s);
+      kernels::fast::avg_pool2d_backward(arg(gx_fast), arg(gy), s);
+      CHECK(equal(gx_fast, gx_ref));
+    }
+  });
+}
+
+TEST_CASE("dropout CPU engine kernels draw the reference's mask", "[dropout][engine]") {
+  for_thread_counts([] {
+    for (std::int64_t n : {std::int64_t{127}, std::int64_t{1000003}}) {
+      INFO(n << " elements");
+      manual_seed(61);
+      const Tensor x = randn({n});
+      const kernels::PhiloxDraw draw{12345, 7};
+      const Tensor y_ref = empty({n}), y_fast = empty({n});
+      const Tensor mask_ref = empty({n}, kUInt8), mask_fast = empty({n}, kUInt8);
+      kernels::reference::dropout(arg(y_ref), arg(mask_ref), arg(x), draw, 0.3);
+      kernels::fast::dropout(arg(y_fast), arg(mask_fast), arg(x), draw, 0.3);
+      CHECK(equal(mask_fast, mask_ref));
+      CHECK(equal(y_fast, y_ref));
+
+      const Tensor g = randn({n});
+      const Tensor gx_ref = empty({n}), gx_fast = empty({n});
+      kernels::reference::dropout_backward(arg(gx_ref), arg(g), arg(mask_ref), 0.3);
+      kernels::fast::dropout_backward(arg(gx_fast), arg(g), arg(mask_ref), 0.3);
+      CHECK(equal(gx_fast, gx_ref));
+    }
+  });
+}
+
+// float64 runs the reference inside the engine entry points.
+TEST_CASE("pooling CPU engine kernels run float64 on the reference", "[pool][engine]") {
+  manual_seed(62);
+  const Shape shape = {3, 5, 7, 9};
+  const Tensor x = randn(shape, kFloat64);
+  const kernels::Pool2dShape s = pool_shape(shape, {3, 3}, {2, 2}, {1, 1});
+  const Shape out_shape = {3, 5, s.out_height, s.out_width};
+  const Tensor y_ref = empty(out_shape, kFloat64), y_fast = empty(out_shape, kFloat64);
+  kernels::reference::avg_pool2d(arg(y_ref), arg(x), s);
+  kernels::fast::avg_pool2d(arg(y_fast), arg(x), s);
+  CHECK(equal(y_fast, y_ref));
 }

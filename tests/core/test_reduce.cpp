@@ -5,6 +5,8 @@
 
 #include <cmath>
 #include <limits>
+#include <string>
+#include <vector>
 
 #include "core/autograd.h"
 #include "core/dispatch.h"
@@ -111,6 +113,10 @@ TEST_CASE("reductions match finite differences", "[reduce][gradcheck]") {
 
 TEST_CASE("reduction CUDA kernels match the CPU kernels", "[reduce][cuda]") {
   testing::run_cuda_parity(sum_mean_cases());
+}
+
+TEST_CASE("reduction CPU engine kernels match the reference", "[reduce][engine]") {
+  testing::run_engine_parity(sum_mean_cases());
 }
 
 TEST_CASE("reductions are deterministic", "[reduce]") {
@@ -291,6 +297,10 @@ TEST_CASE("max CUDA kernels match the CPU kernels", "[reduce][max][cuda]") {
   testing::run_cuda_parity(max_cases());
 }
 
+TEST_CASE("max CPU engine kernels match the reference", "[reduce][max][engine]") {
+  testing::run_engine_parity(max_cases());
+}
+
 TEST_CASE("max CPU backward kernel writes every element", "[reduce][max]") {
   manual_seed(25);
   const kernels::ReduceShape layout{3, 5, 7};
@@ -317,4 +327,119 @@ TEST_CASE("max and argmax reject bad input", "[reduce][max][errors]") {
   CHECK_THROWS_WITH(argmax(zeros({2, 0}), 1), Catch::Contains("argmax: cannot reduce over zero elements"));
   // Reducing a non-empty dim of a tensor with an empty one is fine: the result is empty.
   CHECK(max(zeros({0, 3}), {1}).shape() == Shape{0});
+}
+
+// ---------------------------------------------------------------- CPU engine
+
+namespace {
+
+// Runs fn once per thread count (the engine's split of the work changes with
+// it), then restores the count.
+template <class Fn>
+void for_thread_counts(Fn&& fn) {
+  const int before = cpu_threads();
+  for (int threads : {1, 3}) {
+    INFO(threads << " engine threads");
+    set_cpu_threads(threads);
+    fn();
+  }
+  set_cpu_threads(before);
+}
+
+std::string layout_name(const kernels::ReduceShape& s) {
+  return "[" + std::to_string(s.outer) + ", " + std::to_string(s.reduce) + ", " + std::to_string(s.inner) + "]";
+}
+
+}  // namespace
+
+// The engine sums in float32 (lanes and blocks along a row, blocks of rows
+// down a column), the reference in float64: the CUDA sum's float32
+// tolerances against the reference, absolute(1e-4) for sums of up to a few
+// thousand N(0, 1) terms and absolute(1e-2) for the million-term ones. The
+// layouts take every engine path: short and long rows (one block and many;
+// one long row is shared out block by block), columns in one chunk and in
+// several, long columns, an empty reduction. The result must not change with
+// the thread count.
+TEST_CASE("sum CPU engine kernel matches the reference", "[reduce][engine]") {
+  const std::vector<kernels::ReduceShape> layouts = {
+      {1, 1000003, 1}, {7, 100003, 1}, {3, 315, 1}, {127, 1, 1}, {315, 127, 1}, {4099, 33, 1},
+      {3, 5, 63},      {2, 130, 300},  {1, 127, 1000}, {1, 333334, 3}, {3, 0, 5},
+  };
+  for (const kernels::ReduceShape& s : layouts) {
+    for (double scale : {1.0, 1.0 / 3.0}) {
+      INFO(layout_name(s) << ", scale " << scale);
+      manual_seed(90);
+      const Tensor x = randn({s.outer * s.reduce * s.inner});
+      const Tensor want = full({s.outer * s.inner}, NAN);
+      kernels::reference::sum(arg(want), arg(x), s, scale);
+      const double tolerance = s.reduce > 10000 ? 1e-2 : 1e-4;
+      Tensor first;  // the first thread count's result
+      for_thread_counts([&] {
+        const Tensor got = full({s.outer * s.inner}, NAN);
+        kernels::fast::sum(arg(got), arg(x), s, scale);
+        INFO("max |fast - reference| = " << max_abs_diff(got, want));
+        CHECK(max_abs_diff(got, want) <= tolerance);
+        if (!first.defined()) {
+          first = got;
+        } else {
+          CHECK(testing::equal(got, first));
+        }
+      });
+    }
+  }
+}
+
+// Comparisons and copies only: the engine's max, argmax and max backward are
+// the reference's bit for bit, ties (small integers) and NaNs included.
+TEST_CASE("max CPU engine kernels match the reference bit for bit", "[reduce][max][engine]") {
+  const std::vector<kernels::ReduceShape> layouts = {
+      {1, 1000003, 1}, {3, 315, 1}, {4099, 33, 1}, {3, 5, 63}, {37, 1, 9}, {2, 130, 300},
+  };
+  for_thread_counts([&] {
+    for (const kernels::ReduceShape& s : layouts) {
+      INFO(layout_name(s));
+      manual_seed(91);
+      const Shape in_shape = {s.outer * s.reduce * s.inner};
+      const Shape out_shape = {s.outer * s.inner};
+      std::vector<float> values = randn(in_shape).to_vector<float>();
+      for (float& v : values) v = std::round(2.0f * v);
+      for (std::size_t i = 5; i < values.size(); i += 997) values[i] = NAN;
+      const Tensor x = from_vector<float>(values, in_shape);
+
+      const Tensor v_ref = full(out_shape, 7.0), v_fast = full(out_shape, 7.0);
+      const Tensor i_ref = full(out_shape, -1.0, kInt64), i_fast = full(out_shape, -1.0, kInt64);
+      kernels::reference::max(arg(v_ref), arg(i_ref), arg(x), s);
+      kernels::fast::max(arg(v_fast), arg(i_fast), arg(x), s);
+      CHECK(testing::close_enough(v_fast, v_ref, exact(true).float32));
+      CHECK(testing::equal(i_fast, i_ref));
+
+      const Tensor g = randn(out_shape);
+      const Tensor gx_ref = full(in_shape, NAN), gx_fast = full(in_shape, NAN);
+      kernels::reference::max_backward(arg(gx_ref), arg(g), arg(i_ref), s);
+      kernels::fast::max_backward(arg(gx_fast), arg(g), arg(i_ref), s);
+      CHECK(testing::equal(gx_fast, gx_ref));
+    }
+  });
+  CHECK_THROWS_WITH(kernels::fast::max(arg(empty({3})), arg(empty({3}, kInt64)), arg(empty({0})), {3, 0, 1}),
+                    Catch::Contains("max: cannot reduce over zero elements"));
+}
+
+// float64 runs the reference inside the engine entry points; a NaN reaches
+// the engine's sum as it reaches the reference's.
+TEST_CASE("sum CPU engine kernel runs float64 on the reference and propagates NaN", "[reduce][engine]") {
+  manual_seed(92);
+  const Tensor x = randn({7, 33, 65}, kFloat64);
+  const Tensor want = empty({7, 65}, kFloat64), got = empty({7, 65}, kFloat64);
+  kernels::reference::sum(arg(want), arg(x), {7, 33, 65}, 1.0);
+  kernels::fast::sum(arg(got), arg(x), {7, 33, 65}, 1.0);
+  CHECK(testing::equal(got, want));
+
+  const Tensor v = from_vector<float>({1, 2, NAN, 4, 5, 6}, {6});
+  const Tensor rows = empty({2}), columns = empty({3});
+  kernels::fast::sum(arg(rows), arg(v), {2, 3, 1}, 1.0);
+  kernels::fast::sum(arg(columns), arg(v), {1, 2, 3}, 1.0);
+  CHECK(std::isnan(rows.to_vector<double>()[0]));
+  CHECK(rows.to_vector<double>()[1] == 15.0);
+  CHECK(columns.to_vector<double>()[0] == 5.0);
+  CHECK(std::isnan(columns.to_vector<double>()[2]));
 }

@@ -5,6 +5,9 @@
 
 #include <cmath>
 #include <functional>
+#include <string>
+#include <utility>
+#include <vector>
 
 #include "core/autograd.h"
 #include "core/dispatch.h"
@@ -248,10 +251,105 @@ TEST_CASE("softmax on CUDA records the same gradient as on the CPU", "[softmax][
   testing::run_cuda_parity(softmax_cases(), testing::through_autograd);
 }
 
+// The table's kernel cases call the reference kernels by name; the engine's
+// kernels are compared directly in "softmax CPU engine kernels match the
+// reference" below.
+TEST_CASE("softmax on the CPU engine matches the reference through autograd", "[softmax][engine]") {
+  testing::run_engine_parity(softmax_cases(), testing::through_autograd);
+}
+
 TEST_CASE("softmax rejects bad input with clear errors", "[softmax][errors]") {
   CHECK_THROWS_WITH(softmax(zeros({2, 3}), 2), Catch::Contains("softmax: dimension 2 is out of range"));
   CHECK_THROWS_WITH(log_softmax(zeros({2, 3}), -3), Catch::Contains("log_softmax: dimension -3 is out of range"));
   CHECK_THROWS_WITH(softmax(zeros({2}, kInt64), 0), Catch::Contains("softmax: expected a floating tensor, got int64"));
   CHECK_THROWS_WITH(log_softmax(zeros({2}, kInt32), 0),
                     Catch::Contains("log_softmax: expected a floating tensor, got int32"));
+}
+
+// ---------------------------------------------------------------- CPU engine
+
+namespace {
+
+// Runs fn once per thread count (the engine's split of the rows changes with
+// it), then restores the count.
+template <class Fn>
+void for_thread_counts(Fn&& fn) {
+  const int before = cpu_threads();
+  for (int threads : {1, 3}) {
+    INFO(threads << " engine threads");
+    set_cpu_threads(threads);
+    fn();
+  }
+  set_cpu_threads(before);
+}
+
+void check_close(const Tensor& got, const Tensor& want, const testing::Tolerance& tolerance) {
+  std::string why;
+  const bool ok = testing::close_enough(got, want, tolerance, &why);
+  INFO(why);
+  CHECK(ok);
+}
+
+}  // namespace
+
+// The engine sums in float32 (lanes along a row, row order down a column),
+// the reference in float64: the CUDA kernels' float32 tolerance against the
+// reference (relative(1e-6)). The backward runs on the reference's saved
+// output, so only the backward kernels differ. The layouts take both engine
+// paths (rows, and chunks of 64 columns), rows shorter and longer than a
+// lane group and than a lane block (100003), and enough rows for several
+// threads; the engine's results must not change with the thread count.
+TEST_CASE("softmax CPU engine kernels match the reference", "[softmax][engine]") {
+  const std::vector<std::pair<Shape, std::int64_t>> layouts = {
+      {{37, 10}, 1},    {{37, 1001}, 1},  {{127, 3}, 1},    {{4099, 33}, 1},  {{2, 100003}, 1}, {{37, 1001}, 0},
+      {{3, 301, 7}, 1}, {{3, 5, 7, 9}, 0}, {{3, 5, 7, 9}, 1}, {{3, 5, 7, 9}, 2}, {{3, 5, 7, 9}, 3},
+  };
+  const testing::Tolerance tolerance = relative(1e-6, 1e-12).float32;
+  for (const auto& [shape, dim] : layouts) {
+    for (SoftmaxKind kind : {SoftmaxKind::Softmax, SoftmaxKind::LogSoftmax}) {
+      INFO((kind == SoftmaxKind::Softmax ? "softmax " : "log_softmax ") << shape_str(shape) << " dim " << dim);
+      manual_seed(70);
+      const Tensor x = mul(randn(shape), 4.0);
+      const Tensor g = randn(shape);
+      const auto layout = layout_for(shape, dim);
+      const Tensor y_ref = full(shape, NAN);
+      const Tensor gx_ref = full(shape, NAN);
+      kernels::reference::softmax_forward(kind, arg(y_ref), arg(x), layout);
+      kernels::reference::softmax_backward(kind, arg(gx_ref), arg(g), arg(y_ref), layout);
+      std::vector<Tensor> first;  // the first thread count's results
+      for_thread_counts([&] {
+        const Tensor y = full(shape, NAN);
+        const Tensor gx = full(shape, NAN);
+        kernels::fast::softmax_forward(kind, arg(y), arg(x), layout);
+        kernels::fast::softmax_backward(kind, arg(gx), arg(g), arg(y_ref), layout);
+        check_close(y, y_ref, tolerance);
+        check_close(gx, gx_ref, tolerance);
+        if (first.empty()) {
+          first = {y, gx};
+        } else {
+          CHECK(testing::equal(y, first[0]));
+          CHECK(testing::equal(gx, first[1]));
+        }
+      });
+    }
+  }
+}
+
+// A row holding a NaN, or all -inf, comes out NaN in both kernel sets; -inf
+// elements of an ordinary row get probability 0. float64 runs the reference.
+TEST_CASE("softmax CPU engine kernels handle non-finite rows and float64 as the reference", "[softmax][engine]") {
+  const float inf = INFINITY;
+  const Tensor x = from_vector<float>({1, NAN, 2, -inf, -inf, -inf, 0, -inf, 1, 3, 2, 1}, {4, 3});
+  for (SoftmaxKind kind : {SoftmaxKind::Softmax, SoftmaxKind::LogSoftmax}) {
+    const Tensor y_ref = full({4, 3}, 7.0), y_fast = full({4, 3}, 7.0);
+    kernels::reference::softmax_forward(kind, arg(y_ref), arg(x), {4, 3, 1});
+    kernels::fast::softmax_forward(kind, arg(y_fast), arg(x), {4, 3, 1});
+    check_close(y_fast, y_ref, {.rtol = 1e-6, .nan_equal = true});
+  }
+  manual_seed(71);
+  const Tensor x64 = randn({5, 37, 9}, kFloat64);
+  const Tensor y_ref = empty({5, 37, 9}, kFloat64), y_fast = empty({5, 37, 9}, kFloat64);
+  kernels::reference::softmax_forward(SoftmaxKind::Softmax, arg(y_ref), arg(x64), {5, 37, 9});
+  kernels::fast::softmax_forward(SoftmaxKind::Softmax, arg(y_fast), arg(x64), {5, 37, 9});
+  CHECK(testing::equal(y_fast, y_ref));
 }

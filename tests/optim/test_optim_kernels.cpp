@@ -1,11 +1,15 @@
 // The fused optimizer kernels (kernels/optim.h) over a parameter arena, and
 // gradient clipping: values against direct computations, exactness of the
 // SAM invariants and of the restore, PyTorch's SGD, determinism, non-finite
-// gradients, and CUDA-vs-CPU parity on odd sizes.
+// gradients, CUDA-vs-CPU parity on odd sizes, and the CPU engine against the
+// reference, bit for bit.
 #include <catch2/catch.hpp>
 
 #include <cmath>
+#include <functional>
 #include <limits>
+#include <string>
+#include <vector>
 
 #include "core/autograd.h"
 #include "core/dispatch.h"
@@ -650,4 +654,194 @@ TEST_CASE("fused kernels on CUDA: non-finite gradients and clipping", "[optim][f
   const Tensor before = gpu.params().cpu();
   run_perturb(gpu.params(), gpu.make_buffer(), gpu.grads(), out.scale, args);
   CHECK(equal(gpu.params().cpu(), before));
+}
+
+// ---------------------------------------------------------------- CPU engine
+
+namespace {
+
+// The message of the basin::Error fn throws, or "" when it does not throw.
+template <class Fn>
+std::string error_of(Fn&& fn) {
+  try {
+    fn();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "";
+}
+
+// Runs fn once per thread count (the engine's ranges change with it), then
+// restores the count.
+template <class Fn>
+void for_thread_counts(Fn&& fn) {
+  const int before = cpu_threads();
+  for (int threads : {1, 3}) {
+    INFO(threads << " engine threads");
+    set_cpu_threads(threads);
+    fn();
+  }
+  set_cpu_threads(before);
+}
+
+}  // namespace
+
+// The engine computes what the reference computes, element by element and in
+// the same summation order for the norm, so the two agree bit for bit; one
+// arena length is large enough (1000003 floats) for the passes to run on
+// several threads and for norm "threads" to sum several groups.
+TEST_CASE("fused kernels: the CPU engine matches the reference bit for bit", "[optim][fused][engine]") {
+  for_thread_counts([] {
+    for (std::int64_t n : {std::int64_t{7}, std::int64_t{127}, std::int64_t{1000003}}) {
+      for (bool adaptive : {false, true}) {
+        INFO(n << " elements, " << (adaptive ? "ASAM" : "SAM"));
+        manual_seed(50);
+        const Tensor w = randn({n}), g = randn({n}), m = randn({n});
+        kernels::SamArgs args;
+        args.adaptive = adaptive;
+        args.adaptive_end = n / 3 + 1;  // odd: not a multiple of a group
+        args.eta = 0.01;
+
+        const NormBuffers norm_ref = norm_buffers(Device::cpu());
+        const NormBuffers norm_fast = norm_buffers(Device::cpu());
+        kernels::reference::sam_norm(arg(norm_ref.scale), arg(norm_ref.partials), arg(w), arg(g), args);
+        kernels::fast::sam_norm(arg(norm_fast.scale), arg(norm_fast.partials), arg(w), arg(g), args);
+        CHECK(equal(norm_fast.scale, norm_ref.scale));
+        CHECK(equal(norm_fast.partials, norm_ref.partials));
+
+        const Tensor w_ref = w.clone(), w_fast = w.clone();
+        const Tensor s_ref = full({n}, kNaN), s_fast = full({n}, kNaN);
+        kernels::reference::sam_perturb(arg(w_ref), arg(s_ref), arg(g), arg(norm_ref.scale), args);
+        kernels::fast::sam_perturb(arg(w_fast), arg(s_fast), arg(g), arg(norm_fast.scale), args);
+        CHECK(equal(w_fast, w_ref));
+        CHECK(equal(s_fast, s_ref));
+
+        // Every SGD variant, plain and restoring from the saved copy, first
+        // and later steps (the later steps read the momentum buffer).
+        for (const SgdCase& c : sgd_cases()) {
+          for (bool restore : {false, true}) {
+            for (bool first : {true, false}) {
+              INFO(c.name << (restore ? ", restoring" : "") << (first ? ", first step" : ""));
+              const Tensor p_ref = w_ref.clone(), p_fast = w_ref.clone();
+              const Tensor m_ref = m.clone(), m_fast = m.clone();
+              const Tensor saved = restore ? s_ref : Tensor();
+              const Tensor momentum_ref = c.momentum != 0.0 ? m_ref : Tensor();
+              const Tensor momentum_fast = c.momentum != 0.0 ? m_fast : Tensor();
+              kernels::reference::sgd_update(arg(p_ref), optional_arg(saved), arg(g), optional_arg(momentum_ref),
+                                             sgd_args(c, first));
+              kernels::fast::sgd_update(arg(p_fast), optional_arg(saved), arg(g), optional_arg(momentum_fast),
+                                        sgd_args(c, first));
+              CHECK(equal(p_fast, p_ref));
+              CHECK(equal(m_fast, m_ref));
+            }
+          }
+        }
+      }
+    }
+  });
+}
+
+TEST_CASE("fused kernels: the CPU engine skips the perturbation when the norm is not finite",
+          "[optim][fused][engine]") {
+  for (double bad : {kNaN, std::numeric_limits<double>::infinity()}) {
+    INFO("a gradient of " << bad);
+    manual_seed(51);
+    const std::int64_t n = 100003;
+    const Tensor w = randn({n}), g = randn({n});
+    {
+      NoGradGuard no_grad;
+      g.slice(0, 70000, 70001).fill_(bad);
+    }
+    kernels::SamArgs args;
+    args.adaptive = true;
+    args.adaptive_end = 50001;
+    const NormBuffers ref = norm_buffers(Device::cpu());
+    const NormBuffers fast = norm_buffers(Device::cpu());
+    kernels::reference::sam_norm(arg(ref.scale), arg(ref.partials), arg(w), arg(g), args);
+    kernels::fast::sam_norm(arg(fast.scale), arg(fast.partials), arg(w), arg(g), args);
+    CHECK(fast.scale.to_vector<double>()[kernels::kSamFinite] == 0.0);
+    CHECK(equal(fast.scale.slice(0, 0, 1), ref.scale.slice(0, 0, 1)));  // the scale: 0 in both
+
+    const Tensor w_fast = w.clone(), saved = full({n}, kNaN);
+    kernels::fast::sam_perturb(arg(w_fast), arg(saved), arg(g), arg(fast.scale), args);
+    CHECK(equal(w_fast, w));
+    CHECK(equal(saved, w));
+  }
+}
+
+TEST_CASE("fused kernels: the CPU engine runs float64 on the reference", "[optim][fused][engine]") {
+  manual_seed(52);
+  const std::int64_t n = 70001;
+  const Tensor w = randn({n}, kFloat64), g = randn({n}, kFloat64);
+  kernels::SamArgs args;
+  const NormBuffers ref = norm_buffers(Device::cpu());
+  const NormBuffers fast = norm_buffers(Device::cpu());
+  kernels::reference::sam_norm(arg(ref.scale), arg(ref.partials), arg(w), arg(g), args);
+  kernels::fast::sam_norm(arg(fast.scale), arg(fast.partials), arg(w), arg(g), args);
+  CHECK(equal(fast.scale, ref.scale));
+  const Tensor p_ref = w.clone(), p_fast = w.clone();
+  kernels::reference::sgd_update(arg(p_ref), kernels::TensorArg{}, arg(g), kernels::TensorArg{}, {});
+  kernels::fast::sgd_update(arg(p_fast), kernels::TensorArg{}, arg(g), kernels::TensorArg{}, {});
+  CHECK(equal(p_fast, p_ref));
+}
+
+// The engine runs the shared checks (kernels/optim_checks.h): every bad call
+// the reference rejects, the engine rejects with the same message.
+TEST_CASE("fused kernels: the CPU engine rejects what the reference rejects, with the same message",
+          "[optim][fused][engine]") {
+  ParameterArena arena = make_arena(make_params(kFloat32));
+  const kernels::SamArgs args = sam_args(arena, true);
+  const Tensor scale = zeros({kernels::kSamScaleSlots}, kFloat64);
+  const Tensor partials = zeros({kernels::kNormPartials}, kFloat64);
+  const Tensor short_partials = zeros({100}, kFloat64);
+  const Tensor float_scale = zeros({3});
+  const Tensor short_params = zeros({5});
+  const Tensor wide_saved = arena.make_buffer().to(kFloat64);
+  const Tensor transposed = zeros({4, 4}).t();
+  const auto w = arg(arena.params());
+  const auto g = arg(arena.grads());
+  kernels::SamArgs beyond = args;
+  beyond.adaptive_end = arena.padded_numel() + 1;
+  kernels::SgdArgs sgd;
+  sgd.momentum = 0.9;
+  const kernels::TensorArg none{};
+
+  // Each bad call, written once for both kernel sets.
+  const std::vector<std::function<void(bool)>> calls = {
+      [&](bool fast) {
+        (fast ? kernels::fast::sam_norm : kernels::reference::sam_norm)(arg(scale), arg(short_partials), w, g, args);
+      },
+      [&](bool fast) {
+        (fast ? kernels::fast::sam_norm : kernels::reference::sam_norm)(arg(float_scale), arg(partials), w, g, args);
+      },
+      [&](bool fast) {
+        (fast ? kernels::fast::sam_norm : kernels::reference::sam_norm)(arg(scale), arg(partials), arg(short_params),
+                                                                        g, args);
+      },
+      [&](bool fast) {
+        (fast ? kernels::fast::sam_norm : kernels::reference::sam_norm)(arg(scale), arg(partials), w, g, beyond);
+      },
+      [&](bool fast) {
+        (fast ? kernels::fast::sam_perturb : kernels::reference::sam_perturb)(w, arg(wide_saved), g, arg(scale), args);
+      },
+      [&](bool fast) {
+        (fast ? kernels::fast::sam_perturb : kernels::reference::sam_perturb)(w, none, g, arg(scale), args);
+      },
+      [&](bool fast) {
+        (fast ? kernels::fast::sam_perturb : kernels::reference::sam_perturb)(w, arg(transposed), g, arg(scale), args);
+      },
+      [&](bool fast) { (fast ? kernels::fast::sgd_update : kernels::reference::sgd_update)(w, none, g, none, sgd); },
+      [&](bool fast) {
+        (fast ? kernels::fast::sgd_update : kernels::reference::sgd_update)(w, none, g, arg(transposed), sgd);
+      },
+      [&](bool fast) {
+        (fast ? kernels::fast::sgd_update : kernels::reference::sgd_update)(arg(short_params), none, g, none, {});
+      },
+  };
+  for (std::size_t i = 0; i < calls.size(); ++i) {
+    INFO("bad call " << i);
+    const std::string expected = error_of([&] { calls[i](false); });
+    REQUIRE_FALSE(expected.empty());
+    CHECK(error_of([&] { calls[i](true); }) == expected);
+  }
 }
