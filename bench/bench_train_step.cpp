@@ -11,26 +11,36 @@
 //
 // Data is already on the device (random images, random labels, one batch
 // reused), the model is in train mode, and nothing is read back during the
-// steps. Timing: warm-up steps (cuDNN picks its algorithms on the first
-// ones), a device synchronization, the timed steps, a synchronization; the
-// host clock between the two synchronizations. TF32 is off unless --tf32
+// steps. Timing on the GPU: warm-up steps (cuDNN picks its algorithms on the
+// first ones), a device synchronization, the timed steps, a synchronization;
+// the host clock between the two synchronizations. TF32 is off unless --tf32
 // (set_conv_allow_tf32: float32 convolutions then may use TF32 tensor cores);
 // the output says which.
 //
+// On the CPU (--device cpu) the steps run on basin's CPU engine (oneDNN
+// convolutions and GEMM, OpenMP loops: core/cpu_engine.h) at each of the
+// --threads counts. A step there takes tenths of a second to seconds, so
+// few are timed, and one slow step (a page fault storm, a neighbour on the
+// machine) would move a mean: each step is timed alone on a steady clock and
+// the figure is the median step, with the 10th-90th percentile spread beside
+// it. bench/pytorch/train_step.py --device cpu measures PyTorch the same way.
+//
 // Usage: bench_train_step [--models resnet18,wrn16-8,wrn28-10] [--batch-sizes 128,256]
-//        [--steps 50] [--warmup 10] [--optimizers sgd,sam] [--tf32] [--device cuda|cpu] [--json FILE]
-// --device cpu runs the same code on the CPU as a smoke test; its figures mean nothing.
+//        [--steps 50] [--warmup 10] [--optimizers sgd,sam] [--tf32] [--device cuda|cpu]
+//        [--threads 1,2] [--json FILE]
 #include <chrono>
 #include <iostream>
 #include <map>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <CLI/CLI.hpp>
 
 #include "bench/common.h"
 #include "core/conv.h"
+#include "core/cpu_engine.h"
 #include "core/random.h"
 #include "core/storage.h"
 #include "nn/loss.h"
@@ -50,14 +60,16 @@ struct Options {
   int warmup = 10;
   bool tf32 = false;
   std::string device = "cuda";
+  std::vector<int> threads;  // CPU only: set_cpu_threads before each figure
   std::string json;
 };
 
 struct Timing {
-  double seconds = 0.0;
-  double ms_per_step = 0.0;
+  double seconds = 0.0;      // all timed steps together
+  double ms_per_step = 0.0;  // GPU: the mean over the timed steps; CPU: the median step
   double images_per_second = 0.0;
   std::int64_t peak_bytes = 0;
+  Stats steps;  // CPU: the per-step times (median, p10, p90)
 };
 
 Timing time_steps(const std::string& model_name, std::int64_t batch, bool sam, const Options& options, Device device) {
@@ -94,12 +106,29 @@ Timing time_steps(const std::string& model_name, std::int64_t batch, bool sam, c
   for (int i = 0; i < options.warmup; ++i) step();
   synchronize(device);
   reset_peak_memory(device);
+  Timing t;
+  if (device.is_cpu()) {
+    // Each step alone: a median of few steps is steadier than their mean.
+    std::vector<double> samples_ms;
+    samples_ms.reserve(static_cast<std::size_t>(options.steps));
+    for (int i = 0; i < options.steps; ++i) {
+      const auto begin = std::chrono::steady_clock::now();
+      step();
+      synchronize(device);
+      samples_ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - begin).count());
+      t.seconds += samples_ms.back() / 1e3;
+    }
+    t.steps = summarize(samples_ms);
+    t.ms_per_step = t.steps.median_ms;
+    t.images_per_second = 1e3 * static_cast<double>(batch) / t.ms_per_step;
+    t.peak_bytes = memory_stats(device).peak_bytes;
+    return t;
+  }
   const auto start = std::chrono::steady_clock::now();
   for (int i = 0; i < options.steps; ++i) step();
   synchronize(device);
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 
-  Timing t;
   t.seconds = seconds;
   t.ms_per_step = 1e3 * seconds / options.steps;
   t.images_per_second = static_cast<double>(batch) * options.steps / seconds;
@@ -109,58 +138,122 @@ Timing time_steps(const std::string& model_name, std::int64_t batch, bool sam, c
 
 int run(const Options& options) {
   const Device device = options.device == "cpu" ? Device::cpu() : Device::cuda();
+  const bool cpu = device.is_cpu();
   JsonLines json(options.json);
   set_conv_allow_tf32(options.tf32);
   const std::string tf32 = options.tf32 ? "TF32 on (float32 convolutions may use TF32 tensor cores)"
                                         : "TF32 off (float32 convolutions in full FP32)";
-  std::cout << "bench_train_step: images/s of whole SGD and SAM training steps, float32, " << tf32 << "\n";
+  // A GPU figure has no thread count: one pass with 0 ("not a CPU run").
+  const std::vector<int> thread_counts = cpu ? options.threads : std::vector<int>{0};
+  if (cpu) set_cpu_threads(thread_counts.front());
+  std::cout << "bench_train_step: images/s of whole SGD and SAM training steps, float32, "
+            << (cpu ? "on the CPU" : tf32) << "\n";
 #if BASIN_WITH_CUDA
   if (device.is_cuda()) {
     std::cout << "device: " << cuda_environment() << "\n";
     json.write(cuda_environment_record().set("bench", "environment").set("side", "basin"));
   }
 #endif
-  if (device.is_cpu()) std::cout << "device: cpu (a smoke test: these figures are not a benchmark)\n";
-  std::cout << "timing: " << options.warmup << " warm-up steps, then " << options.steps
-            << " timed steps between two device synchronizations\n\n";
+  if (cpu) {
+    const std::string model_name = cpu_model_name();
+    std::cout << "device: cpu, " << model_name << ", " << std::thread::hardware_concurrency() << " logical CPUs\n"
+              << "engine: " << describe_cpu_engine() << "; threads per figure:";
+    for (const int threads : thread_counts) std::cout << " " << threads;
+    std::cout << "\n";
+    if (cpu_kernels() == CpuKernels::reference && thread_counts.size() > 1) {
+      std::cout << "note: the reference kernels run on one thread whatever the thread count\n";
+    }
+    json.write(Record()
+                   .set("bench", "environment")
+                   .set("side", "basin")
+                   .set("device", "cpu")
+                   .set("cpu", model_name)
+                   .set("cpu_engine", describe_cpu_engine())
+                   .set("cpu_kernels", cpu_kernels_name(cpu_kernels()))
+                   .set("logical_cpus", static_cast<int>(std::thread::hardware_concurrency())));
+    std::cout << "timing: " << options.warmup << " warm-up steps, then " << options.steps
+              << " timed steps, each alone on a steady clock: the median step (p10-p90 beside it)\n";
+  } else {
+    std::cout << "timing: " << options.warmup << " warm-up steps, then " << options.steps
+              << " timed steps between two device synchronizations\n";
+  }
+  // The parameter count, to check that PyTorch's twin of each model is the same network.
+  std::map<std::string, std::int64_t> params;
+  std::cout << "parameters:";
+  for (const std::string& model : options.models) {
+    params[model] = nn::parameter_count(*nn::create_model(model));
+    std::cout << (model == options.models.front() ? " " : ", ") << model << " " << grouped(params[model]);
+  }
+  std::cout << "\n\n";
 
-  Table table({"model", "batch", "optimizer", "ms/step", "images/s", "peak MiB", "SAM/SGD time"});
+  std::vector<std::string> headers{"model", "batch", "optimizer", "ms/step", "images/s", "peak MiB", "SAM/SGD time"};
+  if (cpu) {
+    headers = {"model",      "batch",    "optimizer", "threads",     "ms/step (median)",
+               "p10-p90 ms", "images/s", "peak MiB",  "SAM/SGD time"};
+  }
+  Table table(headers);
   std::string conclusion;
   for (const std::string& model : options.models) {
     for (const std::int64_t batch : options.batch_sizes) {
-      std::map<std::string, Timing> timings;
-      for (const std::string& optimizer : options.optimizers) {
-        const Timing t = time_steps(model, batch, optimizer == "sam", options, device);
-        timings[optimizer] = t;
-        const bool both = timings.count("sgd") && timings.count("sam");
-        table.add_row({model, std::to_string(batch), optimizer, fixed(t.ms_per_step, 2), fixed(t.images_per_second, 0),
-                       fixed(static_cast<double>(t.peak_bytes) / (1 << 20), 0),
-                       both ? fixed(timings["sam"].ms_per_step / timings["sgd"].ms_per_step, 2) + "x" : ""});
-        json.write(Record()
-                       .set("bench", "train_step")
-                       .set("side", "basin")
-                       .set("model", model)
-                       .set("batch", batch)
-                       .set("optimizer", optimizer)
-                       .set("device", device.str())
-                       .set("tf32", options.tf32)
-                       .set("warmup", options.warmup)
-                       .set("steps", options.steps)
-                       .set("seconds", t.seconds)
-                       .set("ms_per_step", t.ms_per_step)
-                       .set("images_per_s", t.images_per_second)
-                       .set("peak_bytes", t.peak_bytes));
-      }
       conclusion = model + ", batch " + std::to_string(batch) + ":";
-      for (const std::string& optimizer : options.optimizers) {
-        conclusion += (optimizer == options.optimizers.front() ? " " : ", ") + optimizer + " " +
-                      fixed(timings[optimizer].images_per_second, 0) + " images/s";
+      for (const int threads : thread_counts) {
+        if (cpu) set_cpu_threads(threads);
+        std::map<std::string, Timing> timings;
+        for (const std::string& optimizer : options.optimizers) {
+          const Timing t = time_steps(model, batch, optimizer == "sam", options, device);
+          timings[optimizer] = t;
+          const bool both = timings.count("sgd") && timings.count("sam");
+          const std::string sam_sgd =
+              both ? fixed(timings["sam"].ms_per_step / timings["sgd"].ms_per_step, 2) + "x" : "";
+          const std::string peak = fixed(static_cast<double>(t.peak_bytes) / (1 << 20), 0);
+          if (cpu) {
+            table.add_row({model, std::to_string(batch), optimizer, std::to_string(threads), fixed(t.ms_per_step, 1),
+                           fixed(t.steps.p10_ms, 1) + "-" + fixed(t.steps.p90_ms, 1), fixed(t.images_per_second, 1),
+                           peak, sam_sgd});
+          } else {
+            table.add_row({model, std::to_string(batch), optimizer, fixed(t.ms_per_step, 2),
+                           fixed(t.images_per_second, 0), peak, sam_sgd});
+          }
+          Record record;
+          record.set("bench", "train_step")
+              .set("side", "basin")
+              .set("model", model)
+              .set("batch", batch)
+              .set("optimizer", optimizer)
+              .set("device", device.str())
+              .set("tf32", options.tf32)
+              .set("warmup", options.warmup)
+              .set("steps", options.steps)
+              .set("seconds", t.seconds)
+              .set("ms_per_step", t.ms_per_step)
+              .set("images_per_s", t.images_per_second)
+              .set("peak_bytes", t.peak_bytes)
+              .set("params", params[model]);
+          if (cpu) {
+            // The same fields as train_step.py --device cpu, which compare.py pairs on.
+            record.set("threads", threads)
+                .set("timing", "median")
+                .set("median_ms", t.steps.median_ms)
+                .set("p10_ms", t.steps.p10_ms)
+                .set("p90_ms", t.steps.p90_ms)
+                .set("cpu_kernels", cpu_kernels_name(cpu_kernels()));
+          }
+          json.write(record);
+        }
+        if (cpu) {
+          conclusion += std::string(threads == thread_counts.front() ? " " : "; ") + std::to_string(threads) +
+                        (threads == 1 ? " thread" : " threads");
+        }
+        for (const std::string& optimizer : options.optimizers) {
+          conclusion += (optimizer == options.optimizers.front() ? " " : ", ") + optimizer + " " +
+                        fixed(timings[optimizer].images_per_second, cpu ? 1 : 0) + " images/s";
+        }
+        if (timings.count("sgd") && timings.count("sam")) {
+          conclusion += " (a SAM step takes " + fixed(timings["sam"].ms_per_step / timings["sgd"].ms_per_step, 2) +
+                        "x an SGD step)";
+        }
       }
-      if (timings.count("sgd") && timings.count("sam")) {
-        conclusion += " (a SAM step takes " + fixed(timings["sam"].ms_per_step / timings["sgd"].ms_per_step, 2) +
-                      "x an SGD step)";
-      }
-      conclusion += ", " + std::string(options.tf32 ? "TF32 on" : "TF32 off");
+      if (!cpu) conclusion += ", " + std::string(options.tf32 ? "TF32 on" : "TF32 off");
     }
   }
   table.print(std::cout, conclusion);
@@ -185,6 +278,24 @@ std::vector<std::int64_t> parse_sizes(const std::string& csv) {
   return out;
 }
 
+std::vector<int> parse_threads(const std::string& csv) {
+  std::vector<int> out;
+  for (const std::string& item : split_list(csv)) {
+    std::size_t used = 0;
+    int value = -1;
+    try {
+      value = std::stoi(item, &used);
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    BASIN_CHECK(used == item.size() && value >= 1 && value <= 1024, "--threads: '", item,
+                "' is not a thread count between 1 and 1024");
+    out.push_back(value);
+  }
+  BASIN_CHECK(!out.empty(), "--threads: no thread count given");
+  return out;
+}
+
 }  // namespace
 
 }  // namespace basin::bench
@@ -195,6 +306,7 @@ int main(int argc, char** argv) {
   std::string models = "resnet18,wrn16-8,wrn28-10";
   std::string batch_sizes = "128,256";
   std::string optimizers = "sgd,sam";
+  std::string threads;
   CLI::App app{"bench_train_step: images/s of whole SGD and SAM training steps"};
   app.add_option("--models", models, "comma-separated model names (create_model)")->capture_default_str();
   app.add_option("--batch-sizes", batch_sizes, "comma-separated batch sizes")->capture_default_str();
@@ -206,9 +318,11 @@ int main(int argc, char** argv) {
       ->capture_default_str()
       ->check(CLI::Range(0, 100000));
   app.add_flag("--tf32", options.tf32, "let float32 convolutions use TF32 tensor cores");
-  app.add_option("--device", options.device, "cuda, or cpu for a smoke test")
+  app.add_option("--device", options.device, "cuda, or cpu (basin's CPU engine)")
       ->capture_default_str()
       ->check(CLI::IsMember({"cuda", "cpu"}));
+  CLI::Option* threads_option =
+      app.add_option("--threads", threads, "CPU only: comma-separated thread counts (default: basin::cpu_threads())");
   app.add_option("--json", options.json, "append one JSON line per result to this file");
   CLI11_PARSE(app, argc, argv);
   try {
@@ -216,6 +330,13 @@ int main(int argc, char** argv) {
     BASIN_CHECK(!options.models.empty(), "--models: no model named");
     for (const std::string& m : options.models) basin::nn::check_model_name(m);
     options.batch_sizes = bench::parse_sizes(batch_sizes);
+    if (options.device == "cpu") {
+      options.threads =
+          threads_option->count() ? bench::parse_threads(threads) : std::vector<int>{basin::cpu_threads()};
+    } else {
+      // Rejected rather than ignored: a figure labelled with a thread count it did not use misleads.
+      BASIN_CHECK(threads_option->count() == 0, "--threads: applies to --device cpu only");
+    }
     options.optimizers = bench::split_list(optimizers);
     BASIN_CHECK(!options.optimizers.empty(), "--optimizers: none named");
     for (const std::string& o : options.optimizers) {

@@ -5,6 +5,7 @@
 #include <charconv>
 #include <cmath>
 #include <cstdio>
+#include <fstream>
 #include <iomanip>
 #include <iostream>
 #include <sstream>
@@ -16,6 +17,19 @@ namespace basin::bench {
 
 bool cuda_device_present() { return cuda_is_available(); }
 bool cuda_device_emulated() { return cuda_is_emulated(); }
+
+std::string cpu_model_name() {
+  std::ifstream in("/proc/cpuinfo");
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind("model name", 0) != 0) continue;
+    const std::size_t colon = line.find(':');
+    if (colon == std::string::npos) break;
+    const std::size_t begin = line.find_first_not_of(" \t", colon + 1);
+    return begin == std::string::npos ? "unknown CPU" : line.substr(begin);
+  }
+  return "unknown CPU";
+}
 
 Stats summarize(std::vector<double> samples_ms) {
   BASIN_CHECK(!samples_ms.empty(), "summarize: no samples");

@@ -36,6 +36,11 @@ bool cuda_device_present();
 // True when that device is basin's CUDA emulator, which has no clock.
 bool cuda_device_emulated();
 
+// The CPU's "model name" from /proc/cpuinfo ("AMD EPYC 9554 64-Core
+// Processor"), or "unknown CPU" where there is none: what the CPU figures
+// were measured on.
+std::string cpu_model_name();
+
 // ---------------------------------------------------------------- statistics
 
 struct Stats {

@@ -3,15 +3,24 @@
 bench_train_step --json) and of the PyTorch scripts (sam_optimizer.py,
 train_step.py --json) into one Markdown report: the environment, the copy
 ceiling, the SAM optimizer side and the training step, with basin/PyTorch
-ratios. Every ratio is a speedup of basin over PyTorch: PyTorch's time over
-basin's (equivalently basin's images/s over PyTorch's), so > 1 means basin
-is faster. A figure that is missing or failed its check shows as "-".
+ratios. On the GPU every ratio is a speedup of basin over PyTorch: PyTorch's
+time over basin's (equivalently basin's images/s over PyTorch's), so > 1
+means basin is faster. A figure that is missing or failed its check shows
+as "-".
+
+Training steps on the CPU (bench_train_step --device cpu, train_step.py
+--device cpu) get their own table, one row per model, batch, optimizer and
+thread count, paired on all four, with the time ratio the CPU comparison
+asks for: basin's median step time over PyTorch's (< 1: basin is faster).
+Both sides report each model's parameter count; where they differ the two
+were not the same network, the report says so and the exit status is 1.
 
   python3 bench/pytorch/compare.py [--env env.json] basin.jsonl torch.jsonl > report.md
 """
 
 import argparse
 import json
+import re
 import sys
 
 BASIN_VARIANTS = (("v1-per-tensor", "basin v1 per-tensor"), ("v2-multi-tensor", "basin v2 multi-tensor"),
@@ -20,8 +29,10 @@ TORCH_VARIANTS = (("per-tensor", "PyTorch per-tensor"), ("foreach", "PyTorch for
 PHASES = (("norm", "norm"), ("perturb", "perturb"), ("restore_update", "restore+update"), ("step", "whole step"))
 ENV_FIELDS = (("date", "date"), ("commit", "git commit"), ("gpu", "GPU"), ("driver", "driver"),
               ("cuda", "CUDA (nvcc)"), ("basin_cuda_runtime", "CUDA runtime (basin)"), ("basin_cudnn", "cuDNN (basin)"),
+              ("cpu", "CPU"), ("basin_cpu_engine", "basin CPU engine"),
               ("torch", "PyTorch"), ("torch_cuda", "CUDA (PyTorch)"), ("torch_cudnn", "cuDNN (PyTorch)"),
-              ("tf32", "TF32"))
+              ("torch_onednn", "oneDNN (PyTorch)"), ("tf32", "TF32"),
+              ("load", "load average at the start (1, 5, 15 min)"))
 
 
 def read_records(paths):
@@ -63,6 +74,21 @@ def ordered(values):
     return seen
 
 
+def cpu_engine_line(lines):
+    """basin's describe_cpu_engine() lines, one per run, differ only in the
+    thread count: "fast kernels (oneDNN 2.6.3, OpenMP, 1 thread)" and "...,
+    2 threads)" become "fast kernels (oneDNN 2.6.3, OpenMP, 1 or 2 threads)"."""
+    lines = ordered(line for line in lines if line)
+    if len(lines) <= 1:
+        return lines[0] if lines else None
+    pattern = re.compile(r"^(.*\b)(\d+) threads?\)$")
+    matches = [pattern.match(line) for line in lines]
+    if all(matches) and len({m.group(1) for m in matches}) == 1:
+        counts = ordered(m.group(2) for m in matches)
+        return f"{matches[0].group(1)}{', '.join(counts[:-1])} or {counts[-1]} threads)"
+    return "; ".join(lines)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("files", nargs="+", help="JSON-lines files from both sides")
@@ -82,14 +108,27 @@ def main():
             env.setdefault("basin_cuda_runtime", r.get("cuda_runtime"))
             env.setdefault("basin_cudnn", r.get("cudnn"))
             env.setdefault("driver", r.get("driver"))
+            env.setdefault("cpu", r.get("cpu"))
         if r.get("bench") == "environment" and r.get("side") == "pytorch":
             env.setdefault("torch", r.get("torch"))
-            env.setdefault("torch_cuda", r.get("cuda"))
-            env.setdefault("torch_cudnn", r.get("cudnn"))
-            env.setdefault("gpu", r.get("gpu"))
+            if r.get("device") != "cpu":  # a CPU run's "CUDA: none" says nothing
+                env.setdefault("torch_cuda", r.get("cuda"))
+                env.setdefault("torch_cudnn", r.get("cudnn"))
+                env.setdefault("gpu", r.get("gpu"))
+            env.setdefault("cpu", r.get("cpu"))
+            env.setdefault("torch_onednn", r.get("onednn"))
+    engine = cpu_engine_line(r.get("cpu_engine") for r in records
+                             if r.get("bench") == "environment" and r.get("side") == "basin")
+    if engine:
+        env.setdefault("basin_cpu_engine", engine)
     out.append("# basin vs PyTorch, side by side\n")
     out.extend(f"- {label}: {env[key]}" for key, label in ENV_FIELDS if env.get(key) is not None)
-    out.append("\nRatios are speedups of basin over PyTorch (PyTorch time / basin time); > 1: basin is faster.\n")
+    gpu_figures = any(r.get("bench") in ("copy_bandwidth", "sam_optimizer") or
+                      (r.get("bench") == "train_step" and r.get("device") != "cpu") for r in records)
+    if gpu_figures:
+        out.append("\nRatios are speedups of basin over PyTorch (PyTorch time / basin time); > 1: basin is faster.\n")
+    else:
+        out.append("")
 
     # ---- copy ceiling
     copy = {}
@@ -164,10 +203,10 @@ def main():
         if failed:
             out.append("")
 
-    # ---- training step
+    # ---- training step on the GPU
     train = {}
     for r in records:
-        if r.get("bench") == "train_step":
+        if r.get("bench") == "train_step" and r.get("device") != "cpu":
             train[(r["side"], r["model"], r["batch"], r["optimizer"])] = r
     if train:
         out.append("## Training step (forward, backward, optimizer), images/s\n")
@@ -193,14 +232,78 @@ def main():
                           "SAM ratio", "PyTorch SAM foreach", "ratio vs foreach", "basin SAM/SGD time",
                           "PyTorch SAM/SGD time"], rows) + "\n")
 
-    conclusion = [c for c in (sam_conclusion, train_conclusion) if c]
+    # ---- training step on the CPU
+    cpu_conclusion, params_differ = cpu_train_section(records, out)
+
+    conclusion = [c for c in (sam_conclusion, train_conclusion, cpu_conclusion) if c]
     if conclusion:
         # The last line is the figure that matters: the last (largest) model's SAM figures.
         out.append("; ".join(conclusion))
     else:
-        out.append("no comparable figures: run both sides on a GPU (bench/run_side_by_side.sh)")
+        out.append("no comparable figures: run both sides on a GPU (bench/run_side_by_side.sh) "
+                   "or on the CPU (DEVICE=cpu bench/run_side_by_side.sh)")
     print("\n".join(out))
-    return 0
+    return 1 if params_differ else 0
+
+
+def cpu_train_section(records, out):
+    """The CPU training-step table: one row per (model, batch, optimizer,
+    threads), basin's and PyTorch's median images/s and basin's time over
+    PyTorch's. Returns the conclusion line and whether a model's parameter
+    count differs between the sides."""
+    cpu = {}
+    for r in records:
+        if r.get("bench") == "train_step" and r.get("device") == "cpu":
+            cpu[(r["side"], r["model"], r["batch"], r["optimizer"], r.get("threads"))] = r
+    if not cpu:
+        return None, False
+    out.append("## Training step on the CPU (forward, backward, optimizer), float32\n")
+    steps = ordered(f"{r.get('side')} {r.get('warmup')}+{r.get('steps')}" for r in cpu.values())
+    out.append("Each side times every step alone and reports the median step (images/s = batch / median); "
+               "the time ratio is basin's median step time over PyTorch's: **< 1 means basin is faster**. "
+               f"Warm-up + timed steps: {', '.join(steps)}.\n")
+
+    params = {}
+    for (side, model, *_), r in cpu.items():
+        if r.get("params") is not None:
+            params.setdefault(model, {})[side] = r["params"]
+    params_differ = False
+    notes = []
+    for model, sides in params.items():
+        b, t = sides.get("basin"), sides.get("pytorch")
+        if b is not None and t is not None and b != t:
+            params_differ = True
+            notes.append(f"- **{model}: the parameter counts differ (basin {b:,d}, PyTorch {t:,d}): "
+                         "not the same network, the ratios compare nothing**")
+        else:
+            known = b if b is not None else t
+            notes.append(f"- {model}: {known:,d} parameters" + (" on both sides" if b is not None and t is not None
+                                                                else " (one side only)"))
+
+    def spread(r):
+        if r is None or r.get("p10_ms") is None:
+            return "-"
+        return f"{r['median_ms']:,.1f} ({r['p10_ms']:,.1f}-{r['p90_ms']:,.1f})"
+
+    rows = []
+    conclusion = None
+    keys = ordered(k[1:] for k in cpu)
+    for model, batch, optimizer, threads in keys:
+        b, t = cpu.get(("basin", model, batch, optimizer, threads)), cpu.get(("pytorch", model, batch, optimizer,
+                                                                              threads))
+        b_ips, t_ips = (None if r is None else r.get("images_per_s") for r in (b, t))
+        b_ms, t_ms = (None if r is None else r.get("ms_per_step") for r in (b, t))
+        rows.append([model, batch, optimizer, "-" if threads is None else threads, fmt(b_ips, 1), fmt(t_ips, 1),
+                     ratio(b_ms, t_ms), spread(b), spread(t)])
+        if b_ms is not None and t_ms is not None:
+            conclusion = (f"{model} batch {batch} {optimizer.upper()} on the CPU, {threads} thread"
+                          f"{'' if threads == 1 else 's'}: basin {b_ips:,.1f} images/s vs PyTorch {t_ips:,.1f} "
+                          f"(basin/PyTorch time {ratio(b_ms, t_ms)})")
+    out.append(table(["model", "batch", "optimizer", "threads", "basin images/s", "PyTorch images/s",
+                      "basin/PyTorch time", "basin ms/step (p10-p90)", "PyTorch ms/step (p10-p90)"], rows) + "\n")
+    out.extend(notes)
+    out.append("")
+    return conclusion, params_differ
 
 
 if __name__ == "__main__":
