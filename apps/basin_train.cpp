@@ -7,6 +7,7 @@
 #include <iostream>
 
 #include "apps/trainer.h"
+#include "core/cpu_engine.h"
 #include "core/error.h"
 #include "nn/models/models.h"
 
@@ -50,6 +51,9 @@ int main(int argc, char** argv) {
   app.add_flag("--cutout,!--no-cutout", c.cutout, "16x16 cutout in the augmentation (default on)");
   app.add_flag("--no-augment", no_augment, "no crop, flip or cutout: normalization only");
   app.add_option("--device", c.device, "auto, cuda or cpu")->capture_default_str();
+  int threads = 0;
+  app.add_option("--threads", threads, "CPU threads of the fast kernels (default: OMP_NUM_THREADS, else every core)")
+      ->check(CLI::PositiveNumber);
   app.add_option("--seed", c.seed, "seed for weights, data order, augmentation and dropout")
       ->check(CLI::NonNegativeNumber)  // an unsigned parse would turn -1 into 2^64 - 1
       ->capture_default_str();
@@ -72,6 +76,7 @@ int main(int argc, char** argv) {
   c.shuffle = !no_shuffle;
 
   try {
+    if (threads > 0) basin::set_cpu_threads(threads);
     if (app.count("--rho")) BASIN_CHECK(c.rho > 0.0, "--rho must be positive, got ", c.rho);
     if (summary) {
       basin::nn::ModulePtr model = basin::nn::create_model(c.model, c.dataset == "cifar100" ? 100 : 10);

@@ -21,6 +21,7 @@
 #include <utility>
 
 #include "core/autograd.h"
+#include "core/cpu_engine.h"
 #include "core/elementwise.h"
 #include "core/file_io.h"
 #include "core/loss.h"
@@ -599,7 +600,9 @@ TrainResult train(const TrainConfig& config, const data::Dataset& train_set, con
       << train_set.name << ", " << data::detail::with_commas(train_set.size()) << " images, " << config.optimizer;
   if (sam) log << " rho " << config.effective_rho();
   log << ", " << config.epochs << (config.epochs == 1 ? " epoch" : " epochs") << " of " << steps_per_epoch
-      << " steps, batch " << config.batch_size << ", device " << describe(device) << "\n";
+      << " steps, batch " << config.batch_size << ", device " << describe(device);
+  if (device.is_cpu()) log << ", " << describe_cpu_engine();
+  log << "\n";
   if (progress.epoch > 0 || progress.batch > 0) {
     log << "resuming after epoch " << progress.epoch << (progress.batch ? " and batch " + std::to_string(progress.batch) : "")
         << "\n";
