@@ -25,7 +25,9 @@
 # minutes). One table: basin and PyTorch images/s and basin/PyTorch time.
 # Defaults there: MODELS resnet20,resnet18, BATCH_SIZES 128, OPTIMIZERS
 # sgd,sam, THREADS 1,2, WARMUP 2, STEPS 10 (5 for resnet18, whose steps take
-# seconds on a CPU; STEPS, when set, applies to every model).
+# seconds on a CPU; STEPS, when set, applies to every model), ROUNDS 3 (basin
+# and PyTorch alternate that many times per configuration; the report takes
+# each side's median round).
 set -uo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -167,7 +169,9 @@ if [[ "$dry_run" == "1" ]]; then
 elif [[ "$device" == "cpu" ]]; then
   optimizers="${OPTIMIZERS:-sgd,sam}"
   threads="${THREADS:-1,2}"
-  echo "CPU side by side: models $models, batch sizes $batch_sizes, optimizers $optimizers, threads $threads"
+  rounds="${ROUNDS:-3}"
+  [[ "$rounds" =~ ^[1-9][0-9]*$ ]] || die "ROUNDS must be a positive integer, not '$rounds'"
+  echo "CPU side by side: models $models, batch sizes $batch_sizes, optimizers $optimizers, threads $threads, $rounds rounds"
   echo "basin: $build; PyTorch: $python; logs in $out"
   IFS=, read -r -a model_list <<< "$models"
   IFS=, read -r -a batch_list <<< "$batch_sizes"
@@ -181,14 +185,17 @@ elif [[ "$device" == "cpu" ]]; then
     for batch in "${batch_list[@]}"; do
       for optimizer in "${optimizer_list[@]}"; do
         for n in "${thread_list[@]}"; do
-          # basin, then PyTorch at once: each pair sees the same machine state.
+          # basin, then PyTorch at once, ROUNDS times: each pair sees the
+          # same machine state, and a drift over minutes hits both sides.
           common=(--models "$model" --batch-sizes "$batch" --optimizers "$optimizer" --threads "$n"
             --steps "$model_steps" --warmup "${WARMUP:-2}")
-          run_quiet bench_train_step "$bin/bench_train_step" --device cpu "${common[@]}" --json "$basin_json"
-          echo "    basin:   $(last_figure "$basin_json")"
-          run_quiet train_step "$python" "$repo/bench/pytorch/train_step.py" --device cpu "${common[@]}" \
-            --json "$torch_json"
-          echo "    PyTorch: $(last_figure "$torch_json")"
+          for ((round = 1; round <= rounds; ++round)); do
+            run_quiet bench_train_step "$bin/bench_train_step" --device cpu "${common[@]}" --json "$basin_json"
+            echo "    round $round basin:   $(last_figure "$basin_json")"
+            run_quiet train_step "$python" "$repo/bench/pytorch/train_step.py" --device cpu "${common[@]}" \
+              --json "$torch_json"
+            echo "    round $round PyTorch: $(last_figure "$torch_json")"
+          done
         done
       done
     done

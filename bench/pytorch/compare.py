@@ -248,25 +248,33 @@ def main():
 
 def cpu_train_section(records, out):
     """The CPU training-step table: one row per (model, batch, optimizer,
-    threads), basin's and PyTorch's median images/s and basin's time over
-    PyTorch's. Returns the conclusion line and whether a model's parameter
-    count differs between the sides."""
+    threads), basin's and PyTorch's images/s and basin's time over PyTorch's.
+    A configuration measured in several rounds (run_side_by_side.sh ROUNDS,
+    basin and PyTorch alternating) gets each side's median over the rounds of
+    its median step, and the range of the per-round ratios. Returns the
+    conclusion line and whether a model's parameter count differs between the
+    sides."""
     cpu = {}
     for r in records:
         if r.get("bench") == "train_step" and r.get("device") == "cpu":
-            cpu[(r["side"], r["model"], r["batch"], r["optimizer"], r.get("threads"))] = r
+            cpu.setdefault((r["side"], r["model"], r["batch"], r["optimizer"], r.get("threads")), []).append(r)
     if not cpu:
         return None, False
+    rounds = max(len(v) for v in cpu.values())
     out.append("## Training step on the CPU (forward, backward, optimizer), float32\n")
-    steps = ordered(f"{r.get('side')} {r.get('warmup')}+{r.get('steps')}" for r in cpu.values())
-    out.append("Each side times every step alone and reports the median step (images/s = batch / median); "
-               "the time ratio is basin's median step time over PyTorch's: **< 1 means basin is faster**. "
+    steps = ordered(f"{r.get('side')} {r.get('warmup')}+{r.get('steps')}" for v in cpu.values() for r in v)
+    out.append("Each side times every step alone and takes the median step; "
+               f"{rounds} round{'s' if rounds != 1 else ''} per configuration, basin and PyTorch alternating, "
+               "and each side's figure is the median of its rounds (images/s = batch / that step time). "
+               "The time ratio is basin's step time over PyTorch's: **< 1 means basin is faster**; "
+               "beside it, the lowest and highest ratio of a single round. "
                f"Warm-up + timed steps: {', '.join(steps)}.\n")
 
     params = {}
-    for (side, model, *_), r in cpu.items():
-        if r.get("params") is not None:
-            params.setdefault(model, {})[side] = r["params"]
+    for (side, model, *_), v in cpu.items():
+        for r in v:
+            if r.get("params") is not None:
+                params.setdefault(model, {})[side] = r["params"]
     params_differ = False
     notes = []
     for model, sides in params.items():
@@ -280,27 +288,36 @@ def cpu_train_section(records, out):
             notes.append(f"- {model}: {known:,d} parameters" + (" on both sides" if b is not None and t is not None
                                                                 else " (one side only)"))
 
-    def spread(r):
-        if r is None or r.get("p10_ms") is None:
-            return "-"
-        return f"{r['median_ms']:,.1f} ({r['p10_ms']:,.1f}-{r['p90_ms']:,.1f})"
+    def median(values):
+        values = sorted(values)
+        mid = len(values) // 2
+        return values[mid] if len(values) % 2 else (values[mid - 1] + values[mid]) / 2
+
+    def step_ms(runs):
+        return None if not runs else median([r["ms_per_step"] for r in runs])
+
+    def per_round(runs):
+        return "-" if not runs else ", ".join(f"{r['ms_per_step']:,.0f}" for r in runs)
 
     rows = []
     conclusion = None
     keys = ordered(k[1:] for k in cpu)
     for model, batch, optimizer, threads in keys:
-        b, t = cpu.get(("basin", model, batch, optimizer, threads)), cpu.get(("pytorch", model, batch, optimizer,
-                                                                              threads))
-        b_ips, t_ips = (None if r is None else r.get("images_per_s") for r in (b, t))
-        b_ms, t_ms = (None if r is None else r.get("ms_per_step") for r in (b, t))
+        b = cpu.get(("basin", model, batch, optimizer, threads), [])
+        t = cpu.get(("pytorch", model, batch, optimizer, threads), [])
+        b_ms, t_ms = step_ms(b), step_ms(t)
+        b_ips, t_ips = (None if ms is None else 1e3 * batch / ms for ms in (b_ms, t_ms))
+        round_ratios = [x["ms_per_step"] / y["ms_per_step"] for x, y in zip(b, t)]
+        ratio_range = "-" if not round_ratios else f"{min(round_ratios):.2f}-{max(round_ratios):.2f}"
         rows.append([model, batch, optimizer, "-" if threads is None else threads, fmt(b_ips, 1), fmt(t_ips, 1),
-                     ratio(b_ms, t_ms), spread(b), spread(t)])
+                     ratio(b_ms, t_ms), ratio_range, per_round(b), per_round(t)])
         if b_ms is not None and t_ms is not None:
             conclusion = (f"{model} batch {batch} {optimizer.upper()} on the CPU, {threads} thread"
                           f"{'' if threads == 1 else 's'}: basin {b_ips:,.1f} images/s vs PyTorch {t_ips:,.1f} "
                           f"(basin/PyTorch time {ratio(b_ms, t_ms)})")
     out.append(table(["model", "batch", "optimizer", "threads", "basin images/s", "PyTorch images/s",
-                      "basin/PyTorch time", "basin ms/step (p10-p90)", "PyTorch ms/step (p10-p90)"], rows) + "\n")
+                      "basin/PyTorch time", "one round's ratio", "basin ms/step by round",
+                      "PyTorch ms/step by round"], rows) + "\n")
     out.extend(notes)
     out.append("")
     return conclusion, params_differ
