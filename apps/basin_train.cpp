@@ -76,6 +76,7 @@ int main(int argc, char** argv) {
   c.shuffle = !no_shuffle;
 
   try {
+    (void)basin::cpu_kernels();  // a bad BASIN_CPU_KERNELS fails here, before any work
     if (threads > 0) basin::set_cpu_threads(threads);
     if (app.count("--rho")) BASIN_CHECK(c.rho > 0.0, "--rho must be positive, got ", c.rho);
     if (summary) {

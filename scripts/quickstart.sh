@@ -11,8 +11,8 @@
 #
 # Default run: on a machine with an NVIDIA GPU, ResNet-18 with SAM (rho 0.05)
 # for 200 epochs, the standard recipe; without one, a CPU-sized taste of it:
-# ResNet-20 with SAM for one epoch on the first 2,000 training images, tested
-# on 1,000. Arguments replace the default run; --data-dir and --out default to
+# ResNet-20 with SAM for one epoch on the first 40,000 training images (about
+# 5 minutes on 2 cores), tested on all 10,000. Arguments replace the default run; --data-dir and --out default to
 # datasets/ and runs/quickstart/ unless given. Results land in the --out folder:
 # config.json, metrics.jsonl, checkpoint.safetensors and curves.png.
 set -euo pipefail
@@ -50,7 +50,7 @@ if ((${#args[@]} == 0)); then
     args=(--model resnet18 --optimizer sam --epochs 200 --device cuda --overwrite)
   else
     echo "no NVIDIA GPU found: running a CPU-sized example (pass your own basin-train arguments to change it)"
-    args=(--model resnet20 --optimizer sam --epochs 1 --train-subset 2000 --test-subset 1000 --device cpu --overwrite)
+    args=(--model resnet20 --optimizer sam --epochs 1 --train-subset 40000 --device cpu --overwrite)
   fi
 fi
 has_option --data-dir || args+=(--data-dir "$data")

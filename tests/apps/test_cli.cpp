@@ -36,6 +36,7 @@ TEST_CASE("basin-train rejects bad values with one line and a non-zero exit", "[
       {"--epochs abc", "--epochs"},
       {"--epochs 9223372036854775807 --device cpu", "--epochs must be in [1, 1000000]"},
       {"--seed -1 --device cpu", "--seed"},
+      {"--threads 0 --device cpu", "--threads"},
       {"--out '' --device cpu", "--out must name the run folder, got an empty path"},
       {"--resume --out /nonexistent/basin-run", "/nonexistent/basin-run/config.json not found"},
   };
@@ -46,6 +47,16 @@ TEST_CASE("basin-train rejects bad values with one line and a non-zero exit", "[
     CHECK(outcome.output.find(c.message) != std::string::npos);
     CHECK(line_count(outcome.output) <= 2);
   }
+}
+
+TEST_CASE("basin-train names a bad BASIN_CPU_KERNELS before doing anything", "[cli][errors][engine]") {
+  const basin::testing::ProgramOutcome outcome =
+      basin::testing::run_program("BASIN_CPU_KERNELS=quick " + std::string(BASIN_TRAIN_EXE) + " --summary");
+  INFO(outcome.output);
+  CHECK(outcome.status == 1);
+  CHECK(outcome.output.find("BASIN_CPU_KERNELS must be \"fast\" or \"reference\", got \"quick\"") !=
+        std::string::npos);
+  CHECK(line_count(outcome.output) == 1);
 }
 
 TEST_CASE("basin-train --help and --summary", "[cli]") {
