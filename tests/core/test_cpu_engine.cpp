@@ -11,22 +11,9 @@
 #include "core/random.h"
 #include "core/reduce.h"
 #include "support/compare.h"
+#include "support/cpu_threads.h"
 
 using namespace basin;
-
-namespace {
-
-// Restores the thread count a test changes.
-class ThreadsScope {
- public:
-  explicit ThreadsScope(int threads) : previous_(cpu_threads()) { set_cpu_threads(threads); }
-  ~ThreadsScope() { set_cpu_threads(previous_); }
-
- private:
-  int previous_;
-};
-
-}  // namespace
 
 TEST_CASE("the CPU kernel switch is scoped and describes itself", "[engine]") {
   const CpuKernels before = cpu_kernels();
@@ -53,7 +40,7 @@ TEST_CASE("the CPU thread count must be positive", "[engine][errors]") {
 
 TEST_CASE("CPU engine kernels split across threads agree with the reference", "[engine]") {
   // 3 threads: ranges of uneven length, none a multiple of a SIMD width.
-  const ThreadsScope threads(3);
+  const testing::CpuThreadsScope threads(3);
   manual_seed(91);
   const Tensor x = randn({5, 7, 61, 67});  // 143,045 elements, 28,609 per channel
   const Tensor y = randn({5, 7, 61, 67});
@@ -76,14 +63,19 @@ TEST_CASE("CPU engine kernels split across threads agree with the reference", "[
   const std::vector<Tensor> got = run(CpuKernels::fast);
   const char* names[] = {"output", "input gradient", "batch-norm weight gradient", "filter gradient",
                          "running variance"};
+  // float32 sums against the reference's float64 ones, through five ops: the
+  // batch-norm gradients add 28,609 terms a channel, whose float32 rounding
+  // alone reaches about sqrt(n) * 6e-8 = 1e-5 relative (the exact figure
+  // moves with the compiler's vectorization). A wrong index or a lost range
+  // is off by far more.
   for (std::size_t i = 0; i < want.size(); ++i) {
     INFO(names[i]);
-    CHECK(testing::relative_error(got[i], want[i]) < 1e-5);
+    CHECK(testing::relative_error(got[i], want[i]) < 1e-4);
   }
 }
 
 TEST_CASE("CPU engine results repeat bit for bit at one thread count", "[engine]") {
-  const ThreadsScope threads(2);
+  const testing::CpuThreadsScope threads(2);
   manual_seed(92);
   const Tensor x = randn({4, 8, 47, 45});
   const auto stats = [&] {

@@ -17,6 +17,7 @@
 #include "core/random.h"
 #include "kernels/loss.h"
 #include "support/compare.h"
+#include "support/cpu_threads.h"
 #include "support/cuda.h"
 #include "support/fixtures.h"
 #include "support/op_table.h"
@@ -350,26 +351,6 @@ TEST_CASE("cross_entropy rejects bad input with clear errors", "[cross_entropy][
 
 namespace {
 
-// Runs fn once per thread count (the engine's split of the rows changes with
-// it), then restores the count.
-template <class Fn>
-void for_thread_counts(Fn&& fn) {
-  const int before = cpu_threads();
-  for (int threads : {1, 3}) {
-    INFO(threads << " engine threads");
-    set_cpu_threads(threads);
-    fn();
-  }
-  set_cpu_threads(before);
-}
-
-void check_close(const Tensor& got, const Tensor& want, const testing::Tolerance& tolerance) {
-  std::string why;
-  const bool ok = testing::close_enough(got, want, tolerance, &why);
-  INFO(why);
-  CHECK(ok);
-}
-
 // The message of the basin::Error fn throws, without the " (file:line)" it
 // ends with (each kernel set throws from its own file); "" when it does not throw.
 template <class Fn>
@@ -414,17 +395,17 @@ TEST_CASE("cross_entropy CPU engine kernels match the reference", "[cross_entrop
                                                      arg(lse_ref), arg(labels), smoothing);
         }
         std::vector<Tensor> first;  // the first thread count's results
-        for_thread_counts([&] {
+        testing::for_engine_thread_counts([&] {
           const Tensor loss = full({rows}, NAN), lse = full({rows}, NAN, kFloat64);
           kernels::fast::cross_entropy_forward(arg(loss), arg(lse), arg(logits), arg(labels), smoothing);
-          check_close(loss, loss_ref, tolerance);
-          check_close(lse, lse_ref, tolerance);
+          testing::check_close(loss, loss_ref, tolerance);
+          testing::check_close(lse, lse_ref, tolerance);
           std::vector<Tensor> results = {loss, lse};
           for (std::size_t k = 0; k < upstreams.size(); ++k) {
             const Tensor grad = full({rows, classes}, NAN);
             kernels::fast::cross_entropy_backward(arg(grad), arg(upstreams[k].first), upstreams[k].second,
                                                   arg(logits), arg(lse_ref), arg(labels), smoothing);
-            check_close(grad, grads_ref[k], tolerance);
+            testing::check_close(grad, grads_ref[k], tolerance);
             results.push_back(grad);
           }
           if (first.empty()) {

@@ -18,6 +18,7 @@
 #include "kernels/philox.h"
 #include "kernels/pool.h"
 #include "support/compare.h"
+#include "support/cpu_threads.h"
 #include "support/cuda.h"
 #include "support/op_table.h"
 
@@ -434,19 +435,6 @@ kernels::Pool2dShape pool_shape(const Shape& input, Pair kernel, Pair stride, Pa
   return s;
 }
 
-// Runs fn once per thread count (the engine's split of the planes changes
-// with it), then restores the count.
-template <class Fn>
-void for_thread_counts(Fn&& fn) {
-  const int before = cpu_threads();
-  for (int threads : {1, 3}) {
-    INFO(threads << " engine threads");
-    set_cpu_threads(threads);
-    fn();
-  }
-  set_cpu_threads(before);
-}
-
 }  // namespace
 
 // The engine runs the reference's float32 arithmetic plane by plane, so the
@@ -457,7 +445,7 @@ TEST_CASE("pooling CPU engine kernels match the reference bit for bit", "[pool][
   std::vector<PoolCase> cases = parity_cases();
   cases.push_back({"3x5x7x9 k3 s1 p1", {3, 5, 7, 9}, {3, 3}, {1, 1}, {1, 1}});
   cases.push_back({"3x5x7x9 k(2,3) s(2,1)", {3, 5, 7, 9}, {2, 3}, {2, 1}, {0, 0}});
-  for_thread_counts([&] {
+  testing::for_engine_thread_counts([&] {
     for (const PoolCase& c : cases) {
       INFO(c.name);
       manual_seed(60);
@@ -495,7 +483,7 @@ TEST_CASE("pooling CPU engine kernels match the reference bit for bit", "[pool][
 }
 
 TEST_CASE("dropout CPU engine kernels draw the reference's mask", "[dropout][engine]") {
-  for_thread_counts([] {
+  testing::for_engine_thread_counts([] {
     for (std::int64_t n : {std::int64_t{127}, std::int64_t{1000003}}) {
       INFO(n << " elements");
       manual_seed(61);

@@ -15,6 +15,7 @@
 #include "core/reduce.h"
 #include "kernels/reduce.h"
 #include "support/compare.h"
+#include "support/cpu_threads.h"
 #include "support/cuda.h"
 #include "support/op_table.h"
 
@@ -333,19 +334,6 @@ TEST_CASE("max and argmax reject bad input", "[reduce][max][errors]") {
 
 namespace {
 
-// Runs fn once per thread count (the engine's split of the work changes with
-// it), then restores the count.
-template <class Fn>
-void for_thread_counts(Fn&& fn) {
-  const int before = cpu_threads();
-  for (int threads : {1, 3}) {
-    INFO(threads << " engine threads");
-    set_cpu_threads(threads);
-    fn();
-  }
-  set_cpu_threads(before);
-}
-
 std::string layout_name(const kernels::ReduceShape& s) {
   return "[" + std::to_string(s.outer) + ", " + std::to_string(s.reduce) + ", " + std::to_string(s.inner) + "]";
 }
@@ -374,7 +362,7 @@ TEST_CASE("sum CPU engine kernel matches the reference", "[reduce][engine]") {
       kernels::reference::sum(arg(want), arg(x), s, scale);
       const double tolerance = s.reduce > 10000 ? 1e-2 : 1e-4;
       Tensor first;  // the first thread count's result
-      for_thread_counts([&] {
+      testing::for_engine_thread_counts([&] {
         const Tensor got = full({s.outer * s.inner}, NAN);
         kernels::fast::sum(arg(got), arg(x), s, scale);
         INFO("max |fast - reference| = " << max_abs_diff(got, want));
@@ -395,7 +383,7 @@ TEST_CASE("max CPU engine kernels match the reference bit for bit", "[reduce][ma
   const std::vector<kernels::ReduceShape> layouts = {
       {1, 1000003, 1}, {3, 315, 1}, {4099, 33, 1}, {3, 5, 63}, {37, 1, 9}, {2, 130, 300},
   };
-  for_thread_counts([&] {
+  testing::for_engine_thread_counts([&] {
     for (const kernels::ReduceShape& s : layouts) {
       INFO(layout_name(s));
       manual_seed(91);

@@ -17,6 +17,7 @@
 #include "core/softmax.h"
 #include "kernels/softmax.h"
 #include "support/compare.h"
+#include "support/cpu_threads.h"
 #include "support/cuda.h"
 #include "support/fixtures.h"
 #include "support/op_table.h"
@@ -268,30 +269,6 @@ TEST_CASE("softmax rejects bad input with clear errors", "[softmax][errors]") {
 
 // ---------------------------------------------------------------- CPU engine
 
-namespace {
-
-// Runs fn once per thread count (the engine's split of the rows changes with
-// it), then restores the count.
-template <class Fn>
-void for_thread_counts(Fn&& fn) {
-  const int before = cpu_threads();
-  for (int threads : {1, 3}) {
-    INFO(threads << " engine threads");
-    set_cpu_threads(threads);
-    fn();
-  }
-  set_cpu_threads(before);
-}
-
-void check_close(const Tensor& got, const Tensor& want, const testing::Tolerance& tolerance) {
-  std::string why;
-  const bool ok = testing::close_enough(got, want, tolerance, &why);
-  INFO(why);
-  CHECK(ok);
-}
-
-}  // namespace
-
 // The engine sums in float32 (lanes along a row, row order down a column),
 // the reference in float64: the CUDA kernels' float32 tolerance against the
 // reference (relative(1e-6)). The backward runs on the reference's saved
@@ -317,13 +294,13 @@ TEST_CASE("softmax CPU engine kernels match the reference", "[softmax][engine]")
       kernels::reference::softmax_forward(kind, arg(y_ref), arg(x), layout);
       kernels::reference::softmax_backward(kind, arg(gx_ref), arg(g), arg(y_ref), layout);
       std::vector<Tensor> first;  // the first thread count's results
-      for_thread_counts([&] {
+      testing::for_engine_thread_counts([&] {
         const Tensor y = full(shape, NAN);
         const Tensor gx = full(shape, NAN);
         kernels::fast::softmax_forward(kind, arg(y), arg(x), layout);
         kernels::fast::softmax_backward(kind, arg(gx), arg(g), arg(y_ref), layout);
-        check_close(y, y_ref, tolerance);
-        check_close(gx, gx_ref, tolerance);
+        testing::check_close(y, y_ref, tolerance);
+        testing::check_close(gx, gx_ref, tolerance);
         if (first.empty()) {
           first = {y, gx};
         } else {
@@ -344,7 +321,7 @@ TEST_CASE("softmax CPU engine kernels handle non-finite rows and float64 as the 
     const Tensor y_ref = full({4, 3}, 7.0), y_fast = full({4, 3}, 7.0);
     kernels::reference::softmax_forward(kind, arg(y_ref), arg(x), {4, 3, 1});
     kernels::fast::softmax_forward(kind, arg(y_fast), arg(x), {4, 3, 1});
-    check_close(y_fast, y_ref, {.rtol = 1e-6, .nan_equal = true});
+    testing::check_close(y_fast, y_ref, {.rtol = 1e-6, .nan_equal = true});
   }
   manual_seed(71);
   const Tensor x64 = randn({5, 37, 9}, kFloat64);

@@ -19,6 +19,7 @@
 #include "optim/arena.h"
 #include "optim/clip.h"
 #include "support/compare.h"
+#include "support/cpu_threads.h"
 #include "support/cuda.h"
 
 using namespace basin;
@@ -671,19 +672,6 @@ std::string error_of(Fn&& fn) {
   return "";
 }
 
-// Runs fn once per thread count (the engine's ranges change with it), then
-// restores the count.
-template <class Fn>
-void for_thread_counts(Fn&& fn) {
-  const int before = cpu_threads();
-  for (int threads : {1, 3}) {
-    INFO(threads << " engine threads");
-    set_cpu_threads(threads);
-    fn();
-  }
-  set_cpu_threads(before);
-}
-
 }  // namespace
 
 // The engine computes what the reference computes, element by element and in
@@ -691,7 +679,7 @@ void for_thread_counts(Fn&& fn) {
 // arena length is large enough (1000003 floats) for the passes to run on
 // several threads and for norm "threads" to sum several groups.
 TEST_CASE("fused kernels: the CPU engine matches the reference bit for bit", "[optim][fused][engine]") {
-  for_thread_counts([] {
+  testing::for_engine_thread_counts([] {
     for (std::int64_t n : {std::int64_t{7}, std::int64_t{127}, std::int64_t{1000003}}) {
       for (bool adaptive : {false, true}) {
         INFO(n << " elements, " << (adaptive ? "ASAM" : "SAM"));

@@ -221,14 +221,14 @@ void poison_free_memory(Device device) {
   (void)full({1 << 22}, std::numeric_limits<double>::quiet_NaN(), TensorOptions(kFloat64).device(device));
 }
 
-namespace {
-
 void check_close(const Tensor& got, const Tensor& want, const Tolerance& tolerance) {
   std::string why;
   const bool ok = close_enough(got, want, tolerance, &why);
   INFO(why);
   CHECK(ok);
 }
+
+namespace {
 
 // One tensor for gradcheck: the single output, or every floating output flattened and joined.
 Tensor joined(const Outputs& outputs) {

@@ -136,6 +136,8 @@ Tolerances exact(bool nan_equal = false);
 // Whether got is within tolerance of want; on failure, why (the measure and the worst element).
 // Integer tensors are compared exactly whatever the tolerance.
 bool close_enough(const Tensor& got, const Tensor& want, const Tolerance& tolerance, std::string* why = nullptr);
+// CHECK(close_enough(...)), with the reason in the failure message.
+void check_close(const Tensor& got, const Tensor& want, const Tolerance& tolerance);
 
 // ---------------------------------------------------------------- cases
 
