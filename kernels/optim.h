@@ -84,6 +84,12 @@ void sam_perturb(const TensorArg& params, const TensorArg& saved, const TensorAr
 // momentum may be absent (data == nullptr) when args.momentum == 0.
 void sgd_update(const TensorArg& params, const TensorArg& saved, const TensorArg& grads, const TensorArg& momentum,
                 SgdArgs args);
+// The pieces of sam_norm the CPU engine shares: the pairwise tree both stages
+// add by (x[t] += x[t + half] for half = count / 2, ..., 1; count a power of
+// two; x is overwritten), and stage 2, the kNormPartials partials to the
+// norm and the scale slots.
+double tree_sum(double* x, int count);
+void finish_sam_norm(const double* partials, double* scale, const SamArgs& args);
 }  // namespace reference
 
 // The CPU engine (kernels/fast/optim.cpp): float32 on several threads, bit for

@@ -28,14 +28,6 @@ namespace basin::kernels::fast {
 
 namespace {
 
-// x[t] += x[t + half] for half = count / 2, ..., 1: the reference's tree.
-double tree_sum(double* x, int count) {
-  for (int half = count / 2; half > 0; half /= 2) {
-    for (int t = 0; t < half; ++t) x[t] += x[t + half];
-  }
-  return x[0];
-}
-
 // The first stage of sam_norm over float32, as kernels/optim.h specifies it.
 struct NormPass {
   const float* g;
@@ -71,7 +63,9 @@ void norm_blocks(NormPass p, std::int64_t b0, std::int64_t b1) {
       p.sums[t] = acc;
     }
   }
-  for (std::int64_t b = b0; b < b1; ++b) p.partials[b] = tree_sum(p.sums + b * kNormThreads, kNormThreads);
+  for (std::int64_t b = b0; b < b1; ++b) {
+    p.partials[b] = reference::tree_sum(p.sums + b * kNormThreads, kNormThreads);
+  }
 }
 
 // SGD's constants, in float32.
@@ -125,15 +119,7 @@ void sam_norm(const TensorArg& scale, const TensorArg& partials, const TensorArg
   parallel_for(kNormPartials, [&](std::int64_t b0, std::int64_t b1) { norm_blocks(pass, b0, b1); }, grain);
 
   // Stage 2: the 512 partials by the same tree, on one thread (a few hundred adds).
-  std::vector<double> last(partial, partial + kNormPartials);
-  const double norm = std::sqrt(tree_sum(last.data(), kNormPartials));
-  const bool finite = std::isfinite(norm);
-  double s = finite ? args.rho / (norm + args.eps) : 0.0;
-  if (!std::isfinite(s)) s = 0.0;  // a zero gradient with eps = 0: nothing to perturb along
-  double* out = scale.ptr<double>();
-  out[kSamScale] = s;
-  out[kSamNorm] = norm;
-  out[kSamFinite] = finite ? 1.0 : 0.0;
+  reference::finish_sam_norm(partial, scale.ptr<double>(), args);
 }
 
 void sam_perturb(const TensorArg& params, const TensorArg& saved, const TensorArg& grads, const TensorArg& scale,

@@ -13,10 +13,10 @@
 
 namespace basin::kernels::reference {
 
-namespace {
+static_assert((kNormThreads & (kNormThreads - 1)) == 0 && (kNormPartials & (kNormPartials - 1)) == 0,
+              "the summation trees halve: their sizes must be powers of two");
 
-// x[t] += x[t + half] for half = count / 2, count / 4, ..., 1 (count a power
-// of two): the order a shared-memory tree in one CUDA block adds in.
+// The order a shared-memory tree in one CUDA block adds in.
 double tree_sum(double* x, int count) {
   for (int half = count / 2; half > 0; half /= 2) {
     for (int t = 0; t < half; ++t) x[t] += x[t + half];
@@ -24,10 +24,16 @@ double tree_sum(double* x, int count) {
   return x[0];
 }
 
-static_assert((kNormThreads & (kNormThreads - 1)) == 0 && (kNormPartials & (kNormPartials - 1)) == 0,
-              "the summation trees halve: their sizes must be powers of two");
-
-}  // namespace
+void finish_sam_norm(const double* partials, double* scale, const SamArgs& args) {
+  std::vector<double> last(partials, partials + kNormPartials);
+  const double norm = std::sqrt(tree_sum(last.data(), kNormPartials));
+  const bool finite = std::isfinite(norm);
+  double s = finite ? args.rho / (norm + args.eps) : 0.0;
+  if (!std::isfinite(s)) s = 0.0;  // a zero gradient with eps = 0: nothing to perturb along
+  scale[kSamScale] = s;
+  scale[kSamNorm] = norm;
+  scale[kSamFinite] = finite ? 1.0 : 0.0;
+}
 
 void sam_norm(const TensorArg& scale, const TensorArg& partials, const TensorArg& params, const TensorArg& grads,
               SamArgs args) {
@@ -57,15 +63,7 @@ void sam_norm(const TensorArg& scale, const TensorArg& partials, const TensorArg
     }
 
     // Stage 2: the partials, by the same tree.
-    std::vector<double> last(partial, partial + kNormPartials);
-    const double norm = std::sqrt(tree_sum(last.data(), kNormPartials));
-    const bool finite = std::isfinite(norm);
-    double s = finite ? args.rho / (norm + args.eps) : 0.0;
-    if (!std::isfinite(s)) s = 0.0;  // a zero gradient with eps = 0: nothing to perturb along
-    double* out = scale.ptr<double>();
-    out[kSamScale] = s;
-    out[kSamNorm] = norm;
-    out[kSamFinite] = finite ? 1.0 : 0.0;
+    finish_sam_norm(partial, scale.ptr<double>(), args);
   });
 }
 
