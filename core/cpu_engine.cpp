@@ -60,8 +60,6 @@ void set_cpu_threads(int threads) {
 #endif
 }
 
-bool cpu_engine_has_onednn() { return BASIN_WITH_ONEDNN != 0; }
-
 std::string describe_cpu_engine() {
   if (cpu_kernels() == CpuKernels::reference) return "reference kernels (1 thread)";
   std::string text = "fast kernels (";

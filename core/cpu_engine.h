@@ -45,9 +45,6 @@ int cpu_threads();
 // Throws basin::Error unless threads >= 1.
 void set_cpu_threads(int threads);
 
-// True when the engine has oneDNN's convolutions and GEMM (a build that found
-// libdnnl); without it they run on the reference kernels.
-bool cpu_engine_has_onednn();
 // One line for logs and benchmarks: "fast kernels (oneDNN 2.6.3, OpenMP, 2
 // threads)" or "reference kernels (1 thread)".
 std::string describe_cpu_engine();
