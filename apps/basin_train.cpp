@@ -66,6 +66,10 @@ int main(int argc, char** argv) {
   app.add_flag("--no-shuffle", no_shuffle, "visit the training set in file order");
   app.add_option("--train-subset", c.train_subset, "train on the first N images (0: all)")->capture_default_str();
   app.add_option("--test-subset", c.test_subset, "test on the first N images (0: all)")->capture_default_str();
+  app.add_option("--label-noise", c.label_noise,
+                 "replace this fraction of the training labels, chosen by --seed, with another class at random "
+                 "(the SAM paper's noisy-label experiment; test labels untouched)")
+      ->capture_default_str();
   app.add_flag("--summary", summary, "print the model summary and exit");
   try {
     app.parse(argc, argv);

@@ -71,6 +71,7 @@ void TrainConfig::validate() const {
               label_smoothing);
   BASIN_CHECK(!out.empty(), "--out must name the run folder, got an empty path");
   BASIN_CHECK(train_subset >= 0 && test_subset >= 0, "--train-subset and --test-subset must be non-negative");
+  BASIN_CHECK(label_noise >= 0.0 && label_noise < 1.0, "--label-noise must be in [0, 1), got ", label_noise);
   Device::parse(device);  // throws on an unknown device, or cuda without a GPU
   nn::check_model_name(model);
 }
@@ -87,7 +88,8 @@ std::string TrainConfig::to_json() const {
             {"augment", augment},     {"device", device},
             {"seed", seed},           {"out", out},
             {"init", init},           {"shuffle", shuffle},
-            {"train_subset", train_subset}, {"test_subset", test_subset}};
+            {"train_subset", train_subset}, {"test_subset", test_subset},
+            {"label_noise", label_noise}};
   return j.dump(2);
 }
 
@@ -161,6 +163,7 @@ TrainConfig TrainConfig::from_json(const std::string& text, const std::string& s
   read("shuffle", c.shuffle);
   read("train_subset", c.train_subset);
   read("test_subset", c.test_subset);
+  read("label_noise", c.label_noise);
   return c;
 }
 
@@ -345,7 +348,8 @@ Int metadata_number(const std::map<std::string, std::string>& metadata, const st
 std::string run_mismatch(const TrainConfig& config, const TrainConfig& checkpoint) {
   const json a = json::parse(config.to_json());
   const json b = json::parse(checkpoint.to_json());
-  for (const char* key : {"dataset", "model", "optimizer", "batch_size", "seed", "train_subset", "shuffle"}) {
+  for (const char* key : {"dataset", "model", "optimizer", "batch_size", "seed", "train_subset", "shuffle",
+                          "label_noise"}) {
     if (a.at(key) != b.at(key)) {
       return std::string("'") + key + "' is " + a.at(key).dump() + " in config.json but " + b.at(key).dump() +
              " in the checkpoint";
@@ -514,9 +518,16 @@ bool stdout_is_terminal(const std::ostream& log) { return &log == &std::cout && 
 
 // ---------------------------------------------------------------- training
 
-TrainResult train(const TrainConfig& config, const data::Dataset& train_set, const data::Dataset& test_set,
+TrainResult train(const TrainConfig& config, const data::Dataset& clean_train_set, const data::Dataset& test_set,
                   std::ostream& log) {
   config.validate();
+  // The label-noise experiment replaces training labels only. Its draws come
+  // from their own Philox key (derived from the seed), so the weights and the
+  // data order are those of the same run without noise, and a resume (same
+  // seed, same subset, same fraction: run_mismatch) flips the same labels.
+  const data::LabelNoise noisy = data::with_label_noise(clean_train_set, config.label_noise, config.seed);
+  const data::Dataset& train_set = noisy.dataset;
+  const auto flipped = static_cast<std::int64_t>(noisy.flipped.size());
   const Device device = Device::parse(config.device);
   const fs::path out(config.out);
   create_run_folder(out);
@@ -583,7 +594,9 @@ TrainResult train(const TrainConfig& config, const data::Dataset& train_set, con
     std::error_code ec;
     fs::remove(checkpoint_path, ec);
     BASIN_CHECK(!ec, "cannot remove the old checkpoint ", checkpoint_path.string(), ": ", ec.message());
-    write_file_atomically(config_path.string(), config.to_json() + "\n", "basin-train");
+    json written = json::parse(config.to_json());
+    written["label_noise_flipped"] = flipped;  // how many training labels the noise replaced
+    write_file_atomically(config_path.string(), written.dump(2) + "\n", "basin-train");
     write_file_atomically(metrics_path.string(), "", "basin-train");  // a fresh run starts a fresh log
   }
 
@@ -597,7 +610,13 @@ TrainResult train(const TrainConfig& config, const data::Dataset& train_set, con
   const auto schedule = make_schedule(config, steps_per_epoch);
 
   log << "basin-train: " << config.model << " (" << nn::parameter_count(*model) << " parameters) on "
-      << train_set.name << ", " << data::detail::with_commas(train_set.size()) << " images, " << config.optimizer;
+      << train_set.name << ", " << data::detail::with_commas(train_set.size()) << " images, ";
+  if (config.label_noise > 0.0) {
+    char percent[32];
+    std::snprintf(percent, sizeof percent, "%g%%", 100.0 * config.label_noise);
+    log << percent << " of the training labels replaced (" << data::detail::with_commas(flipped) << "), ";
+  }
+  log << config.optimizer;
   if (sam) log << " rho " << config.effective_rho();
   log << ", " << config.epochs << (config.epochs == 1 ? " epoch" : " epochs") << " of " << steps_per_epoch
       << " steps, batch " << config.batch_size << ", device " << describe(device);

@@ -42,6 +42,10 @@ struct TrainConfig {
   bool shuffle = true;
   std::int64_t train_subset = 0;    // 0: all
   std::int64_t test_subset = 0;
+  // The label-noise experiment: this fraction of the training labels, chosen
+  // by the seed, replaced by another class (data::with_label_noise); the test
+  // labels are left alone.
+  double label_noise = 0.0;
 
   // The rho actually used (the optimizer's default when rho < 0).
   double effective_rho() const;
@@ -80,7 +84,10 @@ std::atomic<bool>& stop_requested();
 std::pair<data::Dataset, data::Dataset> load_datasets(const TrainConfig& config);
 
 // Trains on the given data, writing config.json, metrics.jsonl and
-// checkpoint.safetensors into config.out. Progress goes to `log`.
+// checkpoint.safetensors into config.out. Progress goes to `log`. With
+// config.label_noise > 0 it trains on data::with_label_noise(train_set,
+// label_noise, seed) and records the number of labels replaced in config.json
+// ("label_noise_flipped").
 TrainResult train(const TrainConfig& config, const data::Dataset& train_set, const data::Dataset& test_set,
                   std::ostream& log);
 

@@ -7,7 +7,11 @@
 #include <algorithm>
 #include <cerrno>
 #include <cmath>
+#include <cstdio>
 #include <cstring>
+#include <utility>
+
+#include "core/random.h"
 
 namespace basin::data {
 
@@ -85,6 +89,73 @@ std::vector<std::int64_t> class_counts(const Dataset& dataset) {
     ++counts[static_cast<std::size_t>(label)];
   }
   return counts;
+}
+
+namespace {
+
+// The Philox key of the label-noise draws: the seed mixed with a constant of
+// its own (SplitMix64's finalizer), so that it differs from the seed, which
+// keys the default generator and the data loader.
+std::uint64_t label_noise_key(std::uint64_t seed) {
+  std::uint64_t z = seed ^ 0x6c6162656c6e6f69ull;  // "labelnoi"
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+  return z ^ (z >> 31);
+}
+
+// Exactly uniform in [0, n), n >= 1: 64-bit draws, redrawing the few below
+// 2^64 mod n that would make the low values more likely.
+std::uint64_t uniform_below(Generator& generator, std::uint64_t n) {
+  const std::uint64_t threshold = (0 - n) % n;
+  std::uint64_t x = generator.next_u64();
+  while (x < threshold) x = generator.next_u64();
+  return x % n;
+}
+
+constexpr std::uint64_t kLabelNoiseClassCounters = std::uint64_t{1} << 62;
+
+}  // namespace
+
+LabelNoise with_label_noise(const Dataset& dataset, double fraction, std::uint64_t seed) {
+  BASIN_CHECK(fraction >= 0.0 && fraction < 1.0, dataset.name, ": the label-noise fraction must be in [0, 1), got ",
+              fraction);
+  LabelNoise out;
+  out.dataset = dataset;
+  if (fraction == 0.0) return out;
+  BASIN_CHECK(dataset.num_classes >= 2, dataset.name, ": label noise needs at least 2 classes, got ",
+              dataset.num_classes);
+  const std::int64_t n = dataset.size();
+  BASIN_CHECK(dataset.labels.defined() && dataset.labels.dim() == 1 && dataset.labels.size(0) == n, dataset.name,
+              ": label noise needs one label per image");
+  std::vector<std::int64_t> labels = dataset.labels.to_vector<std::int64_t>();
+  for (std::int64_t i = 0; i < n; ++i) {
+    BASIN_CHECK(labels[i] >= 0 && labels[i] < dataset.num_classes, dataset.name, ": record ", i, " has label ",
+                labels[i], ", expected 0..", dataset.num_classes - 1);
+  }
+  const auto count = static_cast<std::int64_t>(std::llround(fraction * static_cast<double>(n)));
+
+  const std::uint64_t key = label_noise_key(seed);
+  Generator choose(key), relabel(key);
+  relabel.set_state(key, kLabelNoiseClassCounters);
+  std::vector<std::int64_t> order(static_cast<std::size_t>(n));
+  for (std::int64_t i = 0; i < n; ++i) order[i] = i;
+  const auto other_classes = static_cast<std::uint64_t>(dataset.num_classes - 1);
+  for (std::int64_t j = 0; j < count; ++j) {
+    std::swap(order[j], order[j + static_cast<std::int64_t>(uniform_below(choose, static_cast<std::uint64_t>(n - j)))]);
+    std::int64_t& label = labels[order[j]];
+    const auto draw = static_cast<std::int64_t>(uniform_below(relabel, other_classes));
+    label = draw < label ? draw : draw + 1;  // skips the record's own class
+  }
+  out.flipped.assign(order.begin(), order.begin() + count);
+  std::sort(out.flipped.begin(), out.flipped.end());
+
+  out.dataset.labels = from_vector(labels, {n});
+  char percent[32];
+  std::snprintf(percent, sizeof percent, "%g%% noisy labels", 100.0 * fraction);
+  const std::string& name = dataset.name;
+  out.dataset.name = !name.empty() && name.back() == ')' ? name.substr(0, name.size() - 1) + ", " + percent + ")"
+                                                         : name + " (" + percent + ")";
+  return out;
 }
 
 namespace detail {

@@ -51,6 +51,30 @@ ChannelStats channel_stats(const Tensor& images);
 // How many records carry each label: counts[k] for k in [0, num_classes).
 std::vector<std::int64_t> class_counts(const Dataset& dataset);
 
+// Label noise, the experiment of the SAM paper (Foret et al. 2020, section 3.3):
+// exactly round(fraction * N) records, chosen at random, get a label drawn
+// uniformly from the num_classes - 1 OTHER classes (never their own). Images
+// are shared with `dataset` (views, no copy); the labels are a new tensor.
+//
+// Reproducible from (labels, fraction, seed) alone, on any machine: the draws
+// are Philox (core/random.h) under a key derived from `seed` (so a caller may
+// pass its training seed: the draws stay apart from the default generator's
+// and the loader's, which key by the seed itself), and nothing global is read
+// or advanced: weight initialization and data order are the same as without
+// noise. The records are the first k of a partial Fisher-Yates shuffle of
+// 0..N-1 (counters from 0); the record chosen j-th draws its new class at
+// counter 2^62 + j. So at one seed, a smaller fraction flips a subset of the
+// records a larger one flips, with the same new labels.
+//
+// Throws basin::Error naming the dataset and the value: a fraction outside
+// [0, 1) ("the label-noise fraction must be in [0, 1), got 1.5"), fewer than
+// two classes when there is noise to add, a label out of range.
+struct LabelNoise {
+  Dataset dataset;                     // named "<name> (20% noisy labels)"; unchanged when fraction is 0
+  std::vector<std::int64_t> flipped;   // the records whose label was replaced, ascending
+};
+LabelNoise with_label_noise(const Dataset& dataset, double fraction, std::uint64_t seed);
+
 namespace detail {
 // 30730000 -> "30,730,000": sizes in error messages read at a glance.
 std::string with_commas(std::int64_t value);

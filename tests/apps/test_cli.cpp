@@ -37,6 +37,8 @@ TEST_CASE("basin-train rejects bad values with one line and a non-zero exit", "[
       {"--epochs 9223372036854775807 --device cpu", "--epochs must be in [1, 1000000]"},
       {"--seed -1 --device cpu", "--seed"},
       {"--threads 0 --device cpu", "--threads"},
+      {"--label-noise 1.5 --device cpu", "--label-noise must be in [0, 1), got 1.5"},
+      {"--label-noise -0.1 --device cpu", "--label-noise must be in [0, 1), got -0.1"},
       {"--out '' --device cpu", "--out must name the run folder, got an empty path"},
       {"--resume --out /nonexistent/basin-run", "/nonexistent/basin-run/config.json not found"},
   };

@@ -7,6 +7,7 @@
 #include <fstream>
 #include <iterator>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <sstream>
 #include <utility>
 
@@ -109,6 +110,11 @@ TEST_CASE("bad configurations are clear errors", "[trainer][errors]") {
   c.rho = 0;
   CHECK_THROWS_WITH(c.validate(), Catch::Contains("--rho must be positive"));
   c = small_config("unused");
+  c.label_noise = 1.5;
+  CHECK_THROWS_WITH(c.validate(), Catch::Contains("--label-noise must be in [0, 1), got 1.5"));
+  c.label_noise = -0.1;
+  CHECK_THROWS_WITH(c.validate(), Catch::Contains("--label-noise must be in [0, 1), got -0.1"));
+  c = small_config("unused");
   c.optimizer = "adam";
   CHECK_THROWS_WITH(c.validate(), Catch::Contains("--optimizer must be sgd, sam or asam"));
   c = small_config("unused");
@@ -125,7 +131,9 @@ TEST_CASE("the configuration round-trips through JSON", "[trainer]") {
   c.optimizer = "asam";
   c.nesterov = true;
   c.train_subset = 500;
+  c.label_noise = 0.25;
   const apps::TrainConfig back = apps::TrainConfig::from_json(c.to_json());
+  CHECK(back.label_noise == 0.25);
   CHECK(back.optimizer == "asam");
   CHECK(back.rho == 0.5);  // the resolved default is what gets saved
   CHECK(back.nesterov);
@@ -313,6 +321,65 @@ TEST_CASE("resume refuses a checkpoint written by another run", "[trainer][error
   CHECK(apps::train(config, train_set, test_set, log).epochs_done == 2);
 }
 
+
+TEST_CASE("label noise: recorded in config.json, the same labels after a resume, a resume with another refused",
+          "[trainer][label-noise]") {
+  const data::Dataset train_set = synthetic(64, 1, "synthetic train");
+  const data::Dataset test_set = synthetic(16, 2, "synthetic test");
+  std::ostringstream log;
+
+  // No augmentation: a 16-pixel cutout blanks the whole of an 8x8 image, and
+  // then BatchNorm zeroes every feature and only the last bias learns.
+  apps::TrainConfig config = small_config("");
+  config.epochs = 1;
+  config.augment = false;
+
+  const TempDir clean("trainer_noise_clean");
+  config.out = clean.str();
+  apps::train(config, train_set, test_set, log);
+
+  const TempDir straight("trainer_noise_straight");
+  config.out = straight.str();
+  config.label_noise = 0.25;
+  std::ostringstream straight_log;
+  const apps::TrainResult done = apps::train(config, train_set, test_set, straight_log);
+  INFO(straight_log.str());
+  CHECK(straight_log.str().find("on synthetic train (25% noisy labels), 64 images, 25% of the training labels "
+                                "replaced (16), sam") != std::string::npos);
+  CHECK(done.epochs_done == 1);
+  std::ifstream config_file(straight.path() / "config.json");
+  const nlohmann::json saved = nlohmann::json::parse(config_file);
+  CHECK(saved.at("label_noise").get<double>() == 0.25);
+  CHECK(saved.at("label_noise_flipped").get<std::int64_t>() == 16);
+  CHECK(apps::TrainConfig::read_file(straight.file("config.json")).label_noise == 0.25);
+  // The noise reaches the training: the same seed without it ends elsewhere.
+  CHECK_FALSE(testing::equal(load_safetensors(clean.file("checkpoint.safetensors")).at("net.0.weight"),
+                             load_safetensors(straight.file("checkpoint.safetensors")).at("net.0.weight")));
+  // ...but never the test labels: evaluating the weights gives the run's own test metrics.
+  std::ostringstream eval_log;
+  const apps::EpochMetrics evaluated =
+      apps::evaluate_checkpoint(config, straight.file("checkpoint.safetensors"), test_set, eval_log);
+  CHECK(evaluated.test_loss == done.last.test_loss);
+  CHECK(evaluated.test_accuracy == done.last.test_accuracy);
+
+  // Interrupted after its first step and resumed: the same labels are flipped, so the same weights.
+  const TempDir pieces("trainer_noise_pieces");
+  config.out = pieces.str();
+  apps::stop_requested() = true;
+  CHECK(apps::train(config, train_set, test_set, log).interrupted);
+  apps::stop_requested() = false;
+  apps::TrainConfig other = config;
+  other.resume = true;
+  other.label_noise = 0.5;
+  CHECK_THROWS_WITH(apps::train(other, train_set, test_set, log),
+                    Catch::Matchers::Contains("belongs to another run: 'label_noise' is 0.5 in config.json but 0.25 "
+                                              "in the checkpoint"));
+  other.label_noise = 0.0;
+  CHECK_THROWS_WITH(apps::train(other, train_set, test_set, log), Catch::Matchers::Contains("'label_noise'"));
+  config.resume = true;
+  CHECK(apps::train(config, train_set, test_set, log).epochs_done == 1);
+  check_same_checkpoint(straight.file("checkpoint.safetensors"), pieces.file("checkpoint.safetensors"));
+}
 
 TEST_CASE("an epoch interrupted and resumed has one row describing the whole epoch", "[trainer]") {
   const data::Dataset train_set = synthetic(64, 1, "synthetic train");

@@ -22,6 +22,7 @@
 #include <string>
 #include <vector>
 
+#include "core/random.h"
 #include "data/cifar.h"
 #include "data/dataset.h"
 #include "data/mnist.h"
@@ -542,6 +543,149 @@ TEST_CASE("cifar dataset helpers: head, validate, channel_stats, class_counts", 
   CHECK(data::detail::with_commas(999) == "999");
   CHECK(data::detail::with_commas(1000) == "1,000");
   CHECK(data::detail::with_commas(30730000) == "30,730,000");
+}
+
+// ---------------------------------------------------------------- label noise
+
+namespace {
+
+// n one-pixel images whose labels are i % classes.
+Dataset labelled(std::int64_t n, std::int64_t classes, const std::string& name = "toy") {
+  Dataset d;
+  d.name = name;
+  d.images = from_vector(random_pixels(static_cast<std::size_t>(n), 5), {n, 1, 1, 1});
+  std::vector<std::int64_t> labels(static_cast<std::size_t>(n));
+  for (std::int64_t i = 0; i < n; ++i) labels[i] = i % classes;
+  d.labels = from_vector(labels, {n});
+  d.num_classes = classes;
+  d.mean = {0.5};
+  d.stddev = {0.25};
+  return d;
+}
+
+}  // namespace
+
+TEST_CASE("label noise: round(fraction * N) records, each relabelled with another class", "[data][label-noise]") {
+  const Dataset d = labelled(1000, 10);
+  const std::vector<std::int64_t> before = d.labels.to_vector<std::int64_t>();
+  const Generator global = default_generator();
+  const LabelNoise noisy = with_label_noise(d, 0.2, 7);
+  // Nothing global is drawn from: weights and data order stay those of a run without noise.
+  CHECK(default_generator().seed() == global.seed());
+  CHECK(default_generator().offset() == global.offset());
+
+  REQUIRE(noisy.flipped.size() == 200);
+  CHECK(std::is_sorted(noisy.flipped.begin(), noisy.flipped.end()));
+  CHECK(std::adjacent_find(noisy.flipped.begin(), noisy.flipped.end()) == noisy.flipped.end());
+  const std::vector<std::int64_t> after = noisy.dataset.labels.to_vector<std::int64_t>();
+  REQUIRE(after.size() == before.size());
+  std::size_t next = 0;
+  for (std::size_t i = 0; i < after.size(); ++i) {
+    INFO("record " << i);
+    const bool chosen = next < noisy.flipped.size() && noisy.flipped[next] == static_cast<std::int64_t>(i);
+    if (chosen) {
+      ++next;
+      CHECK(after[i] != before[i]);
+      CHECK(after[i] >= 0);
+      CHECK(after[i] < 10);
+    } else {
+      CHECK(after[i] == before[i]);
+    }
+  }
+  CHECK(d.labels.to_vector<std::int64_t>() == before);                 // the input is left alone
+  CHECK(noisy.dataset.images.data_ptr() == d.images.data_ptr());        // images shared, not copied
+  CHECK(noisy.dataset.labels.data_ptr() != d.labels.data_ptr());
+  CHECK(noisy.dataset.name == "toy (20% noisy labels)");
+  CHECK(with_label_noise(d.head(500), 0.2, 7).dataset.name == "toy (first 500, 20% noisy labels)");
+  CHECK_NOTHROW(noisy.dataset.validate());
+
+  // round(fraction * N), halves away from zero.
+  CHECK(with_label_noise(labelled(7, 3), 0.5, 1).flipped.size() == 4);
+  CHECK(with_label_noise(labelled(7, 3), 0.25, 1).flipped.size() == 2);
+  CHECK(with_label_noise(labelled(7, 3), 0.05, 1).flipped.empty());
+  // Two classes: every chosen label is the other one.
+  const LabelNoise two = with_label_noise(labelled(100, 2), 0.3, 3);
+  REQUIRE(two.flipped.size() == 30);
+  for (std::int64_t i : two.flipped) CHECK(two.dataset.labels.to_vector<std::int64_t>()[i] == 1 - i % 2);
+}
+
+TEST_CASE("label noise: fixed by (labels, fraction, seed), nested across fractions", "[data][label-noise]") {
+  const Dataset d = labelled(1000, 10);
+  const LabelNoise a = with_label_noise(d, 0.2, 7);
+  const LabelNoise again = with_label_noise(d, 0.2, 7);
+  CHECK(again.flipped == a.flipped);
+  CHECK(again.dataset.labels.to_vector<std::int64_t>() == a.dataset.labels.to_vector<std::int64_t>());
+  const LabelNoise other = with_label_noise(d, 0.2, 8);
+  CHECK(other.flipped != a.flipped);
+  // The seed is mixed before use: seed 0 draws something of its own, not the default generator's numbers.
+  CHECK(with_label_noise(d, 0.2, 0).flipped != a.flipped);
+
+  // At one seed a smaller fraction flips a subset of a larger one's records, to the same labels.
+  const LabelNoise half = with_label_noise(d, 0.1, 7);
+  REQUIRE(half.flipped.size() == 100);
+  CHECK(std::includes(a.flipped.begin(), a.flipped.end(), half.flipped.begin(), half.flipped.end()));
+  const std::vector<std::int64_t> ya = a.dataset.labels.to_vector<std::int64_t>();
+  const std::vector<std::int64_t> yh = half.dataset.labels.to_vector<std::int64_t>();
+  for (std::int64_t i : half.flipped) CHECK(yh[i] == ya[i]);
+
+  // Pinned: Philox is integer arithmetic, so these are the records and labels on every machine.
+  const LabelNoise pinned = with_label_noise(labelled(20, 4), 0.25, 7);
+  const std::vector<std::int64_t> records = pinned.flipped;
+  const std::vector<std::int64_t> labels = pinned.dataset.labels.to_vector<std::int64_t>();
+  std::vector<std::int64_t> new_labels;
+  for (std::int64_t i : records) new_labels.push_back(labels[i]);
+  INFO("records " << ::Catch::Detail::stringify(records) << " labels " << ::Catch::Detail::stringify(new_labels));
+  CHECK(records == std::vector<std::int64_t>{2, 3, 8, 9, 19});
+  CHECK(new_labels == std::vector<std::int64_t>{3, 2, 1, 0, 0});
+}
+
+TEST_CASE("label noise: records and new classes are uniform", "[data][label-noise]") {
+  // 5 classes, 50,000 records, 60% flipped: each class loses about 6,000
+  // labels, spread about 1,500 over each of the 4 others.
+  const std::int64_t n = 50000, classes = 5;
+  const LabelNoise noisy = with_label_noise(labelled(n, classes), 0.6, 11);
+  REQUIRE(noisy.flipped.size() == 30000);
+  const std::vector<std::int64_t> y = noisy.dataset.labels.to_vector<std::int64_t>();
+  std::vector<std::vector<double>> moved(classes, std::vector<double>(classes, 0.0));
+  std::vector<double> chosen(classes, 0.0), first_half(2, 0.0);
+  for (std::int64_t i : noisy.flipped) {
+    moved[i % classes][y[i]] += 1;
+    chosen[i % classes] += 1;
+    first_half[i < n / 2 ? 0 : 1] += 1;
+  }
+  // Chi-square over the 20 (from, to) cells given each row's total: 15 degrees
+  // of freedom, whose 0.1% tail starts at 37.7. A bias of a few percent in one
+  // cell would give hundreds.
+  double chi2 = 0;
+  for (std::int64_t from = 0; from < classes; ++from) {
+    CHECK(moved[from][from] == 0);
+    CHECK(chosen[from] == Approx(6000).margin(300));  // sd ~ 49
+    const double expected = chosen[from] / (classes - 1);
+    for (std::int64_t to = 0; to < classes; ++to) {
+      if (to != from) chi2 += (moved[from][to] - expected) * (moved[from][to] - expected) / expected;
+    }
+  }
+  INFO("chi-square " << chi2);
+  CHECK(chi2 < 40.0);
+  CHECK(first_half[0] == Approx(15000).margin(400));  // sd ~ 55
+}
+
+TEST_CASE("label noise: none leaves the dataset as it is; bad values are named", "[data][label-noise][errors]") {
+  const Dataset d = labelled(50, 10);
+  const LabelNoise none = with_label_noise(d, 0.0, 7);
+  CHECK(none.flipped.empty());
+  CHECK(none.dataset.name == "toy");
+  CHECK(none.dataset.labels.to_vector<std::int64_t>() == d.labels.to_vector<std::int64_t>());
+  CHECK(with_label_noise(labelled(5, 1), 0.0, 7).flipped.empty());  // one class is fine without noise
+
+  CHECK_THROWS_WITH(with_label_noise(d, 1.5, 7), Contains("toy: the label-noise fraction must be in [0, 1), got 1.5"));
+  CHECK_THROWS_WITH(with_label_noise(d, -0.1, 7), Contains("must be in [0, 1), got -0.1"));
+  CHECK_THROWS_WITH(with_label_noise(d, 1.0, 7), Contains("must be in [0, 1), got 1"));
+  CHECK_THROWS_WITH(with_label_noise(d, std::nan(""), 7), Contains("must be in [0, 1), got nan"));
+  CHECK_THROWS_WITH(with_label_noise(labelled(5, 1), 0.2, 7), Contains("toy: label noise needs at least 2 classes, got 1"));
+  Dataset bad = labelled(5, 3);
+  bad.labels = from_vector(std::vector<std::int64_t>{0, 1, 3, 1, 2}, {5});
+  CHECK_THROWS_WITH(with_label_noise(bad, 0.2, 7), Contains("toy: record 2 has label 3, expected 0..2"));
 }
 
 // ---------------------------------------------------------------- the real CIFAR-10
