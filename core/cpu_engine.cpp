@@ -10,6 +10,9 @@
 #if BASIN_WITH_ONEDNN
 #include <oneapi/dnnl/dnnl.h>
 #endif
+#if BASIN_WITH_CBLAS
+#include <cblas.h>
+#endif
 
 #include "core/error.h"
 
@@ -69,6 +72,11 @@ std::string describe_cpu_engine() {
           std::to_string(version->patch) + ", ";
 #else
   text += "no oneDNN: convolutions and GEMM on the reference, ";
+#endif
+#if BASIN_WITH_CBLAS
+  // "OpenBLAS 0.3.21 DYNAMIC_ARCH ... Zen MAX_THREADS=64": the name and version of the library loaded.
+  const std::string config = openblas_get_config();
+  text += config.substr(0, config.find(' ', config.find(' ') + 1)) + " for float64, ";
 #endif
 #if BASIN_WITH_OPENMP
   text += "OpenMP, ";

@@ -3,11 +3,12 @@
 // Every CPU op has two implementations:
 //   kernels/reference/  the readable loops, float64 accumulation, one thread:
 //                       the oracle every other backend is tested against;
-//   kernels/fast/       the engine: oneDNN for convolutions and GEMM, OpenMP
-//                       loops that accumulate in the tensor's own dtype for
-//                       the memory-bound ops, as PyTorch computes them.
-// An op without an engine kernel, and every float64 tensor, runs on the
-// reference (kernels/fast.h).
+//   kernels/fast/       the engine: oneDNN (float32) and OpenBLAS (float64)
+//                       for convolutions and GEMM, OpenMP loops that
+//                       accumulate in the tensor's own dtype for the
+//                       memory-bound float32 ops, as PyTorch computes them.
+// An op without an engine kernel, and the float64 tensors of the memory-bound
+// ops, run on the reference (kernels/fast.h).
 //
 // The choice is made per process: BASIN_CPU_KERNELS=reference (or fast, the
 // default) in the environment, or set_cpu_kernels() in code. The thread count

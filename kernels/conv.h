@@ -44,9 +44,9 @@ void conv2d_backward_weight(DType dtype, const Conv2dShape& shape, void* grad_we
                             const void* input);
 }  // namespace reference
 
-// The CPU engine: oneDNN's convolutions, float32 accumulating in float32 (the
-// primitives are made once per shape and kept). float64, and a build without
-// oneDNN, run the reference.
+// The CPU engine: oneDNN's convolutions for float32, accumulating in float32
+// (the primitives are made once per shape and kept); im2col + OpenBLAS's
+// dgemm for float64. A build without the library of a dtype runs the reference.
 namespace fast {
 void conv2d_forward(DType dtype, const Conv2dShape& shape, void* out, const void* input, const void* weight,
                     const void* bias);

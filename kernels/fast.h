@@ -7,7 +7,8 @@
 // kernels::reference through the using-directive below, so
 // kernels::fast::name(...) is always a complete set of CPU kernels: the
 // engine where there is one, the reference elsewhere. An engine kernel hands
-// the cases it does not take (float64, strided views) to its reference itself.
+// the cases it does not take (strided views; float64 except in convolutions
+// and GEMM) to its reference itself.
 #pragma once
 
 namespace basin::kernels {

@@ -41,8 +41,9 @@ namespace reference {
 void gemm(DType dtype, GemmShape shape, void* out, const GemmOperand& a, const GemmOperand& b);
 }  // namespace reference
 
-// The CPU engine: oneDNN's sgemm per matrix of the batch, float32 accumulating
-// in float32. float64, and a build without oneDNN, run the reference.
+// The CPU engine: per matrix of the batch, oneDNN's sgemm for float32
+// (accumulating in float32) and OpenBLAS's dgemm for float64. A build without
+// the library of a dtype runs the reference.
 namespace fast {
 void gemm(DType dtype, GemmShape shape, void* out, const GemmOperand& a, const GemmOperand& b);
 }  // namespace fast

@@ -15,8 +15,10 @@ set -euo pipefail
 # libdnnl-dev: oneDNN, the CPU engine's convolutions and GEMM (core/cpu_engine.h);
 # its CMake package looks for OpenCL (Debian builds it with an OpenCL GPU
 # runtime, which basin does not use), hence ocl-icd-opencl-dev.
+# libopenblas-openmp-dev: OpenBLAS built with OpenMP, the engine's float64
+# convolutions and GEMM; its threads follow the engine's thread count.
 packages=(cmake ninja-build g++ catch2 libcli11-dev nlohmann-json3-dev libboost-context-dev
-          libdnnl-dev ocl-icd-opencl-dev)
+          libdnnl-dev ocl-icd-opencl-dev libopenblas-openmp-dev)
 # Optional groups, named on the command line, add to those.
 for group in "$@"; do
   case "$group" in
