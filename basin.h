@@ -44,3 +44,9 @@
 #include "data/dataset.h"
 #include "data/loader.h"
 #include "data/mnist.h"
+
+// analysis: Hessian eigenvalues and trace, SAM/ASAM sharpness, loss landscapes
+#include "analysis/hessian.h"
+#include "analysis/landscape.h"
+#include "analysis/objective.h"
+#include "analysis/sharpness.h"

@@ -1,6 +1,6 @@
 // Elementwise ops: check, broadcast, run the kernel, record the backward.
 #include "core/elementwise.h"
-
+#include "core/activation_pattern.h"
 #include "core/autograd.h"
 #include "core/dispatch.h"
 #include "core/reduce.h"
@@ -136,7 +136,13 @@ Tensor eq(const Tensor& a, const Tensor& b) {
 }
 
 Tensor relu(const Tensor& x) {
+  // A replayed activation pattern (core/activation_pattern.h) fixes which
+  // inputs pass: the op is then the linear x * mask.
+  if (detail::pattern_active() && detail::pattern_mode() == PatternMode::Replay) {
+    return mul(x, detail::pattern_piece("relu", x.shape(), Tensor()));
+  }
   Tensor out = run_unary("relu", UnaryOp::Relu, x);
+  if (detail::pattern_active()) detail::pattern_piece("relu", x.shape(), sign(out));  // 1 where x > 0, else 0
   return record("relu", out, {x}, [x_ = x.detach()](const Tensor& g, const GradNeeds&) {
     return TensorList{run_binary("relu_backward", BinaryOp::ReluBackward, g, x_)};
   });

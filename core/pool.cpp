@@ -7,8 +7,10 @@
 #include <sstream>
 #include <string>
 
+#include "core/activation_pattern.h"
 #include "core/autograd.h"
 #include "core/dispatch.h"
+#include "core/indexing.h"
 #include "core/random.h"
 #include "core/reduce.h"
 #include "kernels/pool.h"
@@ -66,6 +68,14 @@ Shape input_shape(const kernels::Pool2dShape& s) { return {s.batch, s.channels, 
 
 Tensor max_pool2d(const Tensor& input, Pair kernel, Pair stride, Pair padding) {
   const kernels::Pool2dShape s = pool_shape("max_pool2d", input, kernel, stride, padding);
+  const bool replay = detail::pattern_active() && detail::pattern_mode() == PatternMode::Replay;
+  if (replay) {
+    // A replayed activation pattern (core/activation_pattern.h) fixes each
+    // window's winner: the op is then the linear gather of those positions.
+    const Tensor positions = detail::pattern_piece("max_pool2d", input.shape(), Tensor());
+    const Tensor planes = input.reshape({s.batch * s.channels, s.height * s.width});
+    return gather(planes, 1, positions).reshape(output_shape(s));
+  }
   const Tensor x = input.detach().contiguous();
   const TensorOptions options = TensorOptions(input.dtype()).device(input.device());
   Tensor out = empty(output_shape(s), options);
@@ -73,6 +83,9 @@ Tensor max_pool2d(const Tensor& input, Pair kernel, Pair stride, Pair padding) {
   // holds 2^31 elements (checked above).
   Tensor indices = empty(output_shape(s), options.dtype(kInt32));
   BASIN_RUN_KERNEL(input.device(), max_pool2d, arg(out), arg(indices), arg(x), s);
+  if (detail::pattern_active()) {
+    detail::pattern_piece("max_pool2d", input.shape(), indices.reshape({s.batch * s.channels, s.out_height * s.out_width}));
+  }
   // Backward needs only where each maximum came from, not the input itself.
   return record("max_pool2d", out, {input}, [indices, s](const Tensor& g, const GradNeeds&) {
     const Tensor g_dense = g.contiguous();

@@ -122,6 +122,18 @@ void Module::to(Device device) {
   }
 }
 
+void Module::to(DType dtype) {
+  BASIN_CHECK(is_floating(dtype), type_name_, ".to(", dtype_name(dtype), "): modules convert to floating dtypes only");
+  NoGradGuard no_grad;
+  for (const Tensor& t : parameters()) {
+    t.set_data(t.detach().to(dtype));
+    if (t.grad().defined()) t.set_grad(t.grad().to(dtype));
+  }
+  for (const Tensor& t : buffers()) {
+    if (is_floating(t.dtype())) t.set_data(t.to(dtype));
+  }
+}
+
 void Module::zero_grad() {
   NoGradGuard no_grad;
   for (const Tensor& t : parameters()) {

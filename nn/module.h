@@ -54,7 +54,7 @@ class Module {
   std::vector<Tensor> buffers(bool recurse = true) const;
   Named<Tensor> named_buffers(bool recurse = true) const;
   Named<ModulePtr> named_children() const { return children_; }
-  Named<ModulePtr> named_modules(const std::string& prefix = "") const;  // includes this module as ""
+  Named<ModulePtr> named_modules(const std::string& prefix = "") const;  // every descendant, depth first; not this module
   // Calls fn on every module, this one included, parents first.
   void apply(const std::function<void(Module&)>& fn);
 
@@ -64,6 +64,10 @@ class Module {
   bool is_training() const { return training_; }
   // Moves every parameter and buffer; handles held by layers stay valid.
   void to(Device device);
+  // Converts every floating parameter and buffer (and existing gradients) to a
+  // floating dtype; integer buffers (BatchNorm's num_batches_tracked) stay
+  // as they are. Handles held by layers stay valid.
+  void to(DType dtype);
   // Zeroes every parameter's gradient in place, as optim::Optimizer::zero_grad
   // does: a gradient never becomes undefined (one that was never computed
   // stays undefined), so an optimizer's arena views stay in place.

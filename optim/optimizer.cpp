@@ -47,7 +47,7 @@ Optimizer::Optimizer(const ParamList& params, const char* name) : name_(name), n
   ParameterArena::Predicate adaptive;
   if (!names_.empty()) {
     adaptive = [names = names_](std::size_t index, const Tensor&) {
-      return names[index].find("weight") != std::string::npos;
+      return is_weight_tensor(names[index]);
     };
   }
   arena_ = std::make_shared<ParameterArena>(tensors, adaptive);

@@ -24,6 +24,10 @@ using Closure = std::function<Tensor()>;
 
 // The parameters to optimize, optionally with their names (model.named_parameters()).
 // Names let ASAM tell "weight" tensors from the rest; they are not needed otherwise.
+// Whether ASAM scales a tensor of this name (conv and linear weights, BN
+// scales): the name contains "weight".
+inline bool is_weight_tensor(const std::string& name) { return name.find("weight") != std::string::npos; }
+
 struct ParamList {
   ParamList(std::vector<Tensor> params) : tensors(std::move(params)) {}  // NOLINT: implicit on purpose
   ParamList(const std::vector<std::pair<std::string, Tensor>>& named);   // NOLINT

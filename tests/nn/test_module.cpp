@@ -158,3 +158,19 @@ TEST_CASE("to(device) moves parameters and buffers and keeps handles valid", "[n
   net.to(Device::cpu());
   CHECK(handle.device().is_cpu());
 }
+
+TEST_CASE("to(dtype) converts floating parameters, buffers and gradients and keeps handles valid", "[nn][module]") {
+  Net net;
+  const Tensor handle = net.body->first->scale;
+  handle.detach().fill_(1.25);  // a value float32 and float64 both hold exactly
+  sum(net(ones({3}))).backward();
+  net.to(kFloat64);
+  CHECK(handle.dtype() == kFloat64);
+  CHECK(handle.requires_grad());
+  CHECK(handle.grad().dtype() == kFloat64);
+  CHECK(handle.to_vector<double>() == std::vector<double>{1.25, 1.25, 1.25});
+  CHECK(net.body->first->calls.dtype() == kFloat64);
+  const Tensor out = net(ones({3}, kFloat64));
+  CHECK(out.dtype() == kFloat64);
+  CHECK_THROWS_WITH(net.to(kInt64), Catch::Contains("floating dtypes only"));
+}

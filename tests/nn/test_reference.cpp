@@ -132,14 +132,7 @@ void check_resnet20_step(Device device, DType dtype, double tolerance) {
   INFO("resnet20 step, " << dtype_name(dtype) << " on " << device.str());
   const TensorMap fixture = load_fixture("nn_resnet20.safetensors");
   const nn::ModulePtr model = nn::create_model("resnet20");
-  if (dtype != kFloat32) {
-    // Re-point every floating parameter and buffer at a converted copy; the
-    // layers' handles follow (num_batches_tracked stays int64).
-    for (const Tensor& p : model->parameters()) p.set_data(p.detach().to(dtype));
-    for (const Tensor& buffer : model->buffers()) {
-      if (buffer.dtype() == kFloat32) buffer.set_data(buffer.detach().to(dtype));
-    }
-  }
+  model->to(dtype);
   model->to(device);
   // The fixture holds float32 weights; load_state_dict converts nothing.
   TensorMap state = model_state(fixture);
