@@ -318,15 +318,6 @@ void create_run_folder(const fs::path& out) {
   BASIN_CHECK(fs::is_directory(status), "--out ", out.string(), " exists and is not a folder");
 }
 
-// The model's tensors of a checkpoint or of a plain weights file.
-TensorMap model_tensors(const TensorMap& file) {
-  TensorMap out;
-  for (const auto& [name, tensor] : file) {
-    if (name.rfind(kOptimizerPrefix, 0) != 0) out[name] = tensor;
-  }
-  return out;
-}
-
 // A non-negative integer of the checkpoint's metadata, as Int.
 template <class Int>
 Int metadata_number(const std::map<std::string, std::string>& metadata, const std::string& key,
@@ -359,13 +350,6 @@ std::string run_mismatch(const TrainConfig& config, const TrainConfig& checkpoin
 }
 
 // ---------------------------------------------------------------- progress display
-
-std::string format_duration(double seconds) {
-  const auto total = static_cast<long long>(std::max(0.0, seconds));
-  char text[32];
-  std::snprintf(text, sizeof text, "%lld:%02lld:%02lld", total / 3600, (total / 60) % 60, total % 60);
-  return text;
-}
 
 class ProgressLine {
  public:
@@ -515,6 +499,21 @@ data::BatchLoader make_test_loader(const data::Dataset& test_set, std::int64_t b
 bool stdout_is_terminal(const std::ostream& log) { return &log == &std::cout && isatty(STDOUT_FILENO); }
 
 }  // namespace
+
+TensorMap model_tensors(const TensorMap& file) {
+  TensorMap out;
+  for (const auto& [name, tensor] : file) {
+    if (name.rfind(kOptimizerPrefix, 0) != 0) out[name] = tensor;
+  }
+  return out;
+}
+
+std::string format_duration(double seconds) {
+  const auto total = static_cast<long long>(std::max(0.0, seconds));
+  char text[32];
+  std::snprintf(text, sizeof text, "%lld:%02lld:%02lld", total / 3600, (total / 60) % 60, total % 60);
+  return text;
+}
 
 // ---------------------------------------------------------------- training
 

@@ -9,6 +9,7 @@
 #include <iosfwd>
 #include <string>
 
+#include "core/serialization.h"
 #include "data/dataset.h"
 
 namespace basin::apps {
@@ -90,6 +91,13 @@ std::pair<data::Dataset, data::Dataset> load_datasets(const TrainConfig& config)
 // ("label_noise_flipped").
 TrainResult train(const TrainConfig& config, const data::Dataset& train_set, const data::Dataset& test_set,
                   std::ostream& log);
+
+// The model's tensors of a checkpoint (or of a plain weights file): all but
+// the optimizer state, which checkpoints keep under "optimizer.".
+TensorMap model_tensors(const TensorMap& file);
+
+// "1:02:03" (hours, minutes, seconds) for progress lines.
+std::string format_duration(double seconds);
 
 // Evaluates the weights in a checkpoint (or plain safetensors weights) on the test set.
 EpochMetrics evaluate_checkpoint(const TrainConfig& config, const std::string& checkpoint,
