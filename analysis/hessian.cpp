@@ -12,13 +12,6 @@ namespace basin::analysis {
 
 namespace {
 
-void check_layout(const Objective& objective, const Tensor& v, const char* who) {
-  Tensor w = objective.weights();
-  BASIN_CHECK(v.defined() && v.shape() == w.shape() && v.dtype() == w.dtype() && v.device() == w.device(), who,
-              ": the vector must have the objective's arena layout (", dtype_name(w.dtype()), " ",
-              shape_str(w.shape()), " on ", w.device().str(), "; make it with Objective::new_vector())");
-}
-
 // A standard normal vector of the arena's layout from the default generator;
 // the padding stays zero.
 Tensor gaussian_vector(const Objective& objective) {
@@ -84,7 +77,7 @@ HessianVectorProduct::HessianVectorProduct(const Objective& objective, const Hes
 }
 
 Tensor HessianVectorProduct::operator()(const Tensor& v) {
-  check_layout(objective_, v, "Hessian-vector product");
+  objective_.check_vector(v, "Hessian-vector product");
   Tensor hv = objective_.new_vector();
   const double length = norm(v);
   BASIN_CHECK(std::isfinite(length), "Hessian-vector product: the vector holds a NaN or an infinity");

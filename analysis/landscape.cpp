@@ -11,13 +11,6 @@ namespace basin::analysis {
 
 namespace {
 
-void check_direction(const Objective& objective, const Tensor& d, const char* who) {
-  Tensor w = objective.weights();
-  BASIN_CHECK(d.defined() && d.shape() == w.shape() && d.dtype() == w.dtype() && d.device() == w.device(), who,
-              ": the direction must have the objective's arena layout (", dtype_name(w.dtype()), " ",
-              shape_str(w.shape()), " on ", w.device().str(), "; make it with random_direction or new_vector)");
-}
-
 // The norm of each filter (row of the [rows, rest] matrix), on the host.
 std::vector<double> row_norms(const Tensor& matrix) {
   return sqrt(sum(mul(matrix, matrix).to(kFloat64), {1})).to_vector<double>();
@@ -42,7 +35,7 @@ void report(const ProgressFn& progress, std::int64_t done, std::int64_t total, c
 }  // namespace
 
 void normalize_filters(const Objective& objective, Tensor& direction, bool ignore_bias_and_bn) {
-  check_direction(objective, direction, "normalize_filters");
+  objective.check_vector(direction, "normalize_filters");
   NoGradGuard no_grad;
   for (std::size_t i = 0; i < objective.arena().size(); ++i) {
     const Tensor w = objective.view(objective.weights(), i);
@@ -106,7 +99,7 @@ std::vector<double> linspace(double first, double last, std::int64_t n) {
 
 std::vector<LinePoint> line_along(const Objective& objective, const Tensor& direction, const std::vector<double>& ts,
                                   const ProgressFn& progress) {
-  check_direction(objective, direction, "line_along");
+  objective.check_vector(direction, "line_along");
   const Tensor center = objective.copy_of_weights();
   Tensor w = objective.weights();
   std::vector<LinePoint> points;
@@ -125,8 +118,8 @@ std::vector<LinePoint> line_along(const Objective& objective, const Tensor& dire
 
 std::vector<LinePoint> line_between(const Objective& objective, const Tensor& a, const Tensor& b,
                                     const std::vector<double>& ts, const ProgressFn& progress) {
-  check_direction(objective, a, "line_between");
-  check_direction(objective, b, "line_between");
+  objective.check_vector(a, "line_between");
+  objective.check_vector(b, "line_between");
   const Tensor center = objective.copy_of_weights();
   Tensor w = objective.weights();
   NoGradGuard no_grad;
@@ -145,8 +138,8 @@ std::vector<LinePoint> line_between(const Objective& objective, const Tensor& a,
 std::vector<SurfacePoint> surface(const Objective& objective, const Tensor& d1, const Tensor& d2,
                                   const std::vector<double>& xs, const std::vector<double>& ys,
                                   const ProgressFn& progress) {
-  check_direction(objective, d1, "surface");
-  check_direction(objective, d2, "surface");
+  objective.check_vector(d1, "surface");
+  objective.check_vector(d2, "surface");
   const Tensor center = objective.copy_of_weights();
   Tensor w = objective.weights();
   const auto total = static_cast<std::int64_t>(xs.size() * ys.size());

@@ -131,6 +131,13 @@ void Objective::set_weights(const Tensor& flat) const {
 
 Tensor Objective::new_vector() const { return arena().make_buffer(); }
 
+void Objective::check_vector(const Tensor& v, const char* who) const {
+  const Tensor w = weights();
+  BASIN_CHECK(v.defined() && v.shape() == w.shape() && v.dtype() == w.dtype() && v.device() == w.device(), who,
+              ": the vector must have the objective's arena layout (", dtype_name(w.dtype()), " ",
+              shape_str(w.shape()), " on ", w.device().str(), "; make one with Objective::new_vector())");
+}
+
 Tensor Objective::batch_loss(const LabelledBatch& batch, Tensor* logits) const {
   Tensor output = model()(batch.inputs);
   if (logits != nullptr) *logits = output;
@@ -159,9 +166,7 @@ Evaluation Objective::evaluate() const {
 double Objective::gradient(Tensor& gradient) const {
   (void)arena();  // bound to the parameters
   optim::ParameterArena& arena = *state_->arena;
-  BASIN_CHECK(gradient.defined() && gradient.shape() == arena.grads().shape() &&
-                  gradient.dtype() == arena.dtype() && gradient.device() == arena.device(),
-              "Objective::gradient: the output must be a vector of the arena's layout (new_vector())");
+  check_vector(gradient, "Objective::gradient");
   arena.zero_grad();
   double loss_sum = 0;
   for (const LabelledBatch& b : batches_) {

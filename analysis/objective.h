@@ -106,6 +106,8 @@ class Objective {
   void set_weights(const Tensor& flat) const;
   // Zeros of the arena's layout (dtype, device, padding).
   Tensor new_vector() const;
+  // Throws, naming `who`, unless v has the arena's layout.
+  void check_vector(const Tensor& v, const char* who) const;
   // Parameter i's part of a vector of the arena's layout.
   Tensor view(const Tensor& vector, std::size_t index) const { return arena().view(vector, index); }
   // Parameter names in arena index order.

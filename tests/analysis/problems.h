@@ -21,6 +21,9 @@
 
 namespace basin::testing {
 
+// The eigenvalues the analysis tests give their quadratics.
+inline const std::vector<double> kQuadraticLambdas = {5.0, 3.0, 2.0, 1.0, 0.5, 0.25};
+
 struct QuadraticProblem {
   std::vector<double> lambdas;        // eigenvalues of H, as given
   std::vector<std::vector<double>> q;  // q[i] = i-th eigenvector (column i of Q)

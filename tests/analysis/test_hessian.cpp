@@ -21,8 +21,6 @@ using basin::testing::quadratic_options;
 
 namespace {
 
-const std::vector<double> kLambdas = {5.0, 3.0, 2.0, 1.0, 0.5, 0.25};
-
 // A vector of the objective's layout holding `values` in its only tensor.
 Tensor vector_of(const Objective& objective, const std::vector<double>& values) {
   Tensor v = objective.new_vector();
@@ -79,7 +77,7 @@ Tensor fixture_vector(const Objective& objective, const TensorMap& fixture, cons
 }  // namespace
 
 TEST_CASE("Hessian-vector products of a quadratic are H v", "[analysis][hessian]") {
-  const auto problem = make_quadratic(kLambdas, true, 4);
+  const auto problem = make_quadratic(testing::kQuadraticLambdas, true, 4);
   const Objective objective(problem.model, problem.batches, quadratic_options());
   HessianVectorProduct hvp(objective);
   const std::vector<double> v = {0.3, -1.2, 0.7, 2.0, -0.4, 0.9};
@@ -97,7 +95,7 @@ TEST_CASE("Hessian-vector products of a quadratic are H v", "[analysis][hessian]
 }
 
 TEST_CASE("the gradient sums the batches' shares of the mean loss", "[analysis][hessian]") {
-  const auto problem = make_quadratic(kLambdas, true, 4);  // batches of 4 and 2
+  const auto problem = make_quadratic(testing::kQuadraticLambdas, true, 4);  // batches of 4 and 2
   const Objective objective(problem.model, problem.batches, quadratic_options());
   Tensor g = objective.new_vector().fill_(7.0);  // poison, padding included
   const double loss = objective.gradient(g);
@@ -111,7 +109,7 @@ TEST_CASE("the gradient sums the batches' shares of the mean loss", "[analysis][
 }
 
 TEST_CASE("power iteration with deflation finds the top eigenvalues of a quadratic", "[analysis][hessian]") {
-  const auto problem = make_quadratic(kLambdas, true, 6);
+  const auto problem = make_quadratic(testing::kQuadraticLambdas, true, 6);
   const Objective objective(problem.model, problem.batches, quadratic_options());
   HessianVectorProduct hvp(objective);
   std::int64_t reported = 0;
@@ -121,7 +119,7 @@ TEST_CASE("power iteration with deflation finds the top eigenvalues of a quadrat
   for (std::size_t k = 0; k < 3; ++k) {
     INFO("eigenvalue " << k + 1 << " after " << pairs[k].iterations << " iterations");
     CHECK(pairs[k].converged);
-    CHECK(pairs[k].value == Approx(kLambdas[k]).epsilon(1e-9));
+    CHECK(pairs[k].value == Approx(testing::kQuadraticLambdas[k]).epsilon(1e-9));
     CHECK(pairs[k].history.size() == static_cast<std::size_t>(pairs[k].iterations));
     // The vector is +-q_k.
     const std::vector<double> v = values_of(objective, pairs[k].vector);
@@ -142,10 +140,10 @@ TEST_CASE("power iteration with deflation finds the top eigenvalues of a quadrat
 
 TEST_CASE("the Hutchinson trace is exact for a diagonal Hessian and unbiased otherwise", "[analysis][hessian]") {
   double trace = 0;
-  for (double l : kLambdas) trace += l;
+  for (double l : testing::kQuadraticLambdas) trace += l;
   {
     // z^T H z = sum_i H_ii z_i^2 = tr(H) for every Rademacher z when H is diagonal.
-    const auto problem = make_quadratic(kLambdas, false, 6);
+    const auto problem = make_quadratic(testing::kQuadraticLambdas, false, 6);
     const Objective objective(problem.model, problem.batches, quadratic_options());
     HessianVectorProduct hvp(objective);
     const TraceEstimate estimate = hutchinson_trace(hvp, TraceOptions().samples(5).seed(1));
@@ -153,7 +151,7 @@ TEST_CASE("the Hutchinson trace is exact for a diagonal Hessian and unbiased oth
     for (double s : estimate.samples) CHECK(s == Approx(trace).epsilon(1e-9));
     CHECK(estimate.standard_error < 1e-8);
   }
-  const auto problem = make_quadratic(kLambdas, true, 6);
+  const auto problem = make_quadratic(testing::kQuadraticLambdas, true, 6);
   const Objective objective(problem.model, problem.batches, quadratic_options());
   HessianVectorProduct hvp(objective);
   const TraceEstimate estimate = hutchinson_trace(hvp, TraceOptions().samples(400).seed(2));
@@ -166,7 +164,7 @@ TEST_CASE("the Hutchinson trace is exact for a diagonal Hessian and unbiased oth
 }
 
 TEST_CASE("second-order measurements reject bad options", "[analysis][hessian][errors]") {
-  const auto problem = make_quadratic(kLambdas, true, 6);
+  const auto problem = make_quadratic(testing::kQuadraticLambdas, true, 6);
   const Objective objective(problem.model, problem.batches, quadratic_options());
   CHECK_THROWS_WITH(HessianVectorProduct(objective, HessianOptions().step(0.0)),
                     Catch::Contains("step must be positive"));

@@ -19,8 +19,6 @@ using basin::testing::quadratic_options;
 
 namespace {
 
-const std::vector<double> kLambdas = {5.0, 3.0, 2.0, 1.0, 0.5, 0.25};
-
 // A float64 cnn-small on a few images: convolutions, BatchNorm and a linear head.
 Objective small_cnn_objective(Device device = Device::cpu()) {
   manual_seed(21);
@@ -81,7 +79,7 @@ TEST_CASE("filter normalization gives each filter of a direction its weight filt
 }
 
 TEST_CASE("a line along a direction is L(w + t d) and leaves the weights in place", "[analysis][landscape]") {
-  const auto problem = make_quadratic(kLambdas, true, 4);
+  const auto problem = make_quadratic(testing::kQuadraticLambdas, true, 4);
   const Objective objective(problem.model, problem.batches, quadratic_options());
   const std::vector<double> w = problem.weights();
   const std::vector<double> dv = {1.0, -0.5, 0.25, 0.0, 2.0, -1.0};
@@ -119,7 +117,7 @@ TEST_CASE("a line along a direction is L(w + t d) and leaves the weights in plac
 }
 
 TEST_CASE("a surface is L(w + x d1 + y d2) with x varying fastest", "[analysis][landscape]") {
-  const auto problem = make_quadratic(kLambdas, true, 6);
+  const auto problem = make_quadratic(testing::kQuadraticLambdas, true, 6);
   const Objective objective(problem.model, problem.batches, quadratic_options());
   const std::vector<double> w = problem.weights();
   const std::vector<double> d1v = {1, 0, 0, 0, 0, 1}, d2v = {0, 1, -1, 0, 0, 0};

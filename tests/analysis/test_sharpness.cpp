@@ -22,8 +22,6 @@ using basin::testing::quadratic_options;
 
 namespace {
 
-const std::vector<double> kLambdas = {5.0, 3.0, 2.0, 1.0, 0.5, 0.25};
-
 // L(w + e) - L(w) = g.e + e^T H e / 2 on the quadratic.
 double rise(const testing::QuadraticProblem& p, const std::vector<double>& g, const std::vector<double>& e) {
   return host_dot(g, e) + 0.5 * host_dot(e, p.hessian_times(e));
@@ -57,7 +55,7 @@ double trust_region_max(const testing::QuadraticProblem& p, const std::vector<do
 }  // namespace
 
 TEST_CASE("one ascent step gives SAM's first-order sharpness of a quadratic", "[analysis][sharpness]") {
-  const auto problem = make_quadratic(kLambdas, true, 4);
+  const auto problem = make_quadratic(testing::kQuadraticLambdas, true, 4);
   const Objective objective(problem.model, problem.batches, quadratic_options());
   const double rho = 0.05;
   const std::vector<double> w = problem.weights();
@@ -81,7 +79,7 @@ TEST_CASE("one ascent step gives SAM's first-order sharpness of a quadratic", "[
 }
 
 TEST_CASE("projected ascent converges to the exact maximum over the ball", "[analysis][sharpness]") {
-  const auto problem = make_quadratic(kLambdas, true, 6);
+  const auto problem = make_quadratic(testing::kQuadraticLambdas, true, 6);
   const Objective objective(problem.model, problem.batches, quadratic_options());
   const std::vector<double> g = problem.gradient_at(problem.weights());
   for (const double rho : {0.05, 0.5}) {
@@ -100,7 +98,7 @@ TEST_CASE("projected ascent converges to the exact maximum over the ball", "[ana
 }
 
 TEST_CASE("ASAM's adaptive sharpness scales the step by T = |w| + eta", "[analysis][sharpness]") {
-  const auto problem = make_quadratic(kLambdas, true, 6);
+  const auto problem = make_quadratic(testing::kQuadraticLambdas, true, 6);
   const Objective objective(problem.model, problem.batches, quadratic_options());
   const double rho = 0.5, eta = 0.01;
   const std::vector<double> w = problem.weights();
@@ -123,7 +121,7 @@ TEST_CASE("ASAM's adaptive sharpness scales the step by T = |w| + eta", "[analys
 }
 
 TEST_CASE("m-sharpness averages the sharpness of each group of m examples", "[analysis][sharpness]") {
-  const auto problem = make_quadratic(kLambdas, true, 4);  // batches of 4 and 2
+  const auto problem = make_quadratic(testing::kQuadraticLambdas, true, 4);  // batches of 4 and 2
   const Objective objective(problem.model, problem.batches, quadratic_options());
   const SharpnessOptions options = SharpnessOptions().rho(0.1);
   // m = N is the sharpness of the whole set.
@@ -183,8 +181,8 @@ TEST_CASE("one-step sharpness climbs to the weights of SAM's and ASAM's own firs
 
 TEST_CASE("sharpness on CUDA matches the CPU", "[analysis][sharpness][cuda]") {
   BASIN_REQUIRE_CUDA();
-  const auto cpu_problem = make_quadratic(kLambdas, true, 4);
-  const auto cuda_problem = make_quadratic(kLambdas, true, 4, Device::cuda());
+  const auto cpu_problem = make_quadratic(testing::kQuadraticLambdas, true, 4);
+  const auto cuda_problem = make_quadratic(testing::kQuadraticLambdas, true, 4, Device::cuda());
   const Objective cpu(cpu_problem.model, cpu_problem.batches, quadratic_options());
   const Objective cuda(cuda_problem.model, cuda_problem.batches, quadratic_options());
   for (const bool adaptive : {false, true}) {
