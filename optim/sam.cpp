@@ -9,6 +9,7 @@
 
 #include "core/autograd.h"
 #include "core/dispatch.h"
+#include "core/elementwise.h"
 #include "kernels/optim.h"
 
 namespace basin::optim {
@@ -20,6 +21,13 @@ const SAMOptions& checked(const SAMOptions& o) {
   BASIN_CHECK(std::isfinite(o.eps()) && o.eps() >= 0.0, "SAM: eps must be finite and >= 0, got ", o.eps());
   BASIN_CHECK(std::isfinite(o.eta()) && o.eta() >= 0.0, "SAM: eta must be finite and >= 0, got ", o.eta());
   return o;
+}
+
+// Whether an arena-shaped buffer made earlier still fits the arena (which
+// re-packs when the model moves or its gradients are replaced).
+bool fits_arena(const Tensor& buffer, const ParameterArena& arena) {
+  return buffer.defined() && buffer.shape() == arena.params().shape() && buffer.dtype() == arena.dtype() &&
+         buffer.device() == arena.device();
 }
 
 // The base, checked before the Optimizer part of SAM shares its arena.
@@ -70,9 +78,7 @@ void SAM::first_step() {
   check_arena();
   const ParameterArena& arena = base_->arena();
   allocate(arena.device());
-  if (!saved_.defined() || saved_.shape() != arena.params().shape() || saved_.dtype() != arena.dtype()) {
-    saved_ = arena.make_buffer();
-  }
+  if (!fits_arena(saved_, arena)) saved_ = arena.make_buffer();
 
   kernels::SamArgs args;
   args.rho = options_.rho();
@@ -112,17 +118,25 @@ void SAM::set_lr(double lr) {
   lr_ = lr;
 }
 
+void SAM::sync_gradients() {
+  if (sync_) sync_();
+}
+
 Tensor SAM::step(const Closure& closure) {
   BASIN_CHECK(closure != nullptr,
               "SAM: step() needs a closure (it evaluates the model twice); without one, call first_step() and "
               "second_step() around your own second forward and backward");
   Tensor loss = closure();
+  if (options_.mode() == SamMode::Global) sync_gradients();
   first_step();
   base_->zero_grad();
   try {
-    std::optional<nn::RunningStatsFreeze> freeze;
-    if (model_ != nullptr) freeze.emplace(*model_);
-    closure();
+    {
+      std::optional<nn::RunningStatsFreeze> freeze;
+      if (model_ != nullptr) freeze.emplace(*model_);
+      closure();
+    }
+    sync_gradients();
   } catch (...) {
     // Leave the model at its own weights, not the perturbed ones.
     restore();
@@ -131,6 +145,101 @@ Tensor SAM::step(const Closure& closure) {
   }
   second_step();
   return loss;
+}
+
+namespace {
+
+void check_chunk_weights(const std::vector<double>& weights) {
+  BASIN_CHECK(!weights.empty(), "SAM: step_chunks() needs at least one chunk weight, got none");
+  double total = 0.0;
+  for (std::size_t c = 0; c < weights.size(); ++c) {
+    BASIN_CHECK(std::isfinite(weights[c]) && weights[c] > 0.0, "SAM: step_chunks(): the weight of chunk ", c,
+                " must be finite and > 0 (its share of the batch), got ", weights[c]);
+    total += weights[c];
+  }
+  BASIN_CHECK(std::abs(total - 1.0) <= 1e-9, "SAM: step_chunks(): the ", weights.size(),
+              " chunk weights are the chunks' shares of the batch and must sum to 1, but they sum to ", total,
+              " (1 ", total > 1.0 ? "+ " : "- ", std::abs(total - 1.0), ")");
+}
+
+}  // namespace
+
+void SAM::accumulate_chunk(std::size_t chunk, const std::vector<double>& weights) {
+  NoGradGuard no_grad;
+  const ParameterArena& arena = base_->arena();
+  Tensor grads = arena.grads();
+  if (chunk + 1 == weights.size()) {
+    // The last chunk turns the gradients into the total in place: no final
+    // copy, and one chunk of weight 1 leaves g' exactly as step() would.
+    grads.mul_(weights[chunk]);
+    if (chunk > 0) grads.add_(chunk_total_);
+    return;
+  }
+  if (chunk == 0) {
+    if (!fits_arena(chunk_total_, arena)) chunk_total_ = arena.make_buffer();
+    chunk_total_.copy_(grads);
+    chunk_total_.mul_(weights[chunk]);
+  } else {
+    chunk_total_.add_(grads, weights[chunk]);
+  }
+}
+
+Tensor SAM::step_chunks(const ChunkClosure& closure, const std::vector<double>& weights) {
+  BASIN_CHECK(closure != nullptr, "SAM: step_chunks() needs a closure (closure(c) computes chunk c's loss and "
+                                  "calls backward())");
+  check_chunk_weights(weights);
+  BASIN_CHECK(!(sync_ && options_.mode() == SamMode::Global),
+              "SAM: step_chunks() perturbs each chunk by its own gradient, but this SAM has a gradient sync in "
+              "mode Global, which perturbs every replica by the one global gradient; use SamMode::Replica to "
+              "chunk each replica's shard, or step() for Global");
+  BASIN_CHECK(!perturbed_, "SAM: step_chunks() between first_step() and second_step(): the weights are perturbed "
+                           "(call second_step() first)");
+
+  Tensor total_loss;
+  try {
+    for (std::size_t c = 0; c < weights.size(); ++c) {
+      base_->zero_grad();
+      Tensor loss;
+      {
+        // A data-parallel run keeps rank 0's running statistics, which only
+        // its own shard's first pass moved: chunk 0's here.
+        std::optional<nn::RunningStatsFreeze> freeze;
+        if (model_ != nullptr && c > 0) freeze.emplace(*model_);
+        loss = closure(c);
+      }
+      BASIN_CHECK(loss.defined(), "SAM: step_chunks(): the closure returned no loss for chunk ", c);
+      {
+        NoGradGuard no_grad;
+        if (c == 0) {
+          total_loss = mul(loss.detach(), weights[0]);
+        } else {
+          total_loss.add_(loss.detach(), weights[c]);
+        }
+      }
+      first_step();
+      base_->zero_grad();
+      {
+        std::optional<nn::RunningStatsFreeze> freeze;
+        if (model_ != nullptr) freeze.emplace(*model_);
+        closure(c);
+      }
+      accumulate_chunk(c, weights);
+      // The last chunk stays perturbed: second_step() restores w itself.
+      if (c + 1 < weights.size()) {
+        restore();
+        perturbed_ = false;
+      }
+    }
+    sync_gradients();
+  } catch (...) {
+    if (perturbed_) {
+      restore();
+      perturbed_ = false;
+    }
+    throw;
+  }
+  second_step();
+  return total_loss;
 }
 
 Tensor SAM::last_grad_norm() const {
