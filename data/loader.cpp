@@ -79,19 +79,35 @@ struct LoaderState {
   Batch make_batch(std::int64_t epoch, const std::vector<std::int64_t>& order, const Tensor& order_on_device,
                    std::int64_t k) const {
     const std::int64_t batch_size = options.batch_size();
-    const std::int64_t start = k * batch_size;
-    const std::int64_t stop = std::min(start + batch_size, dataset.size());
-    const kernels::PhiloxDraw draw{options.seed(), epoch_base(epoch) + kAugmentCounterBase + augment_counters(start)};
-    AugmentedBatch out = augment_batch(images, labels, order_on_device.slice(0, start, stop), options.augment(), draw);
+    const std::int64_t global_start = k * batch_size;
+    const std::int64_t global_stop = std::min(global_start + batch_size, dataset.size());
+    // This rank's piece of the batch (the whole batch with one shard).
+    const std::int64_t piece = (batch_size + options.shards() - 1) / options.shards();
+    const Piece mine = piece_of(global_stop - global_start, piece, options.shard());
+    const std::int64_t start = global_start + mine.begin;
+    const std::int64_t stop = global_start + mine.end;
     Batch batch;
-    batch.images = std::move(out.images);
-    batch.labels = std::move(out.labels);
     batch.epoch = epoch;
     batch.index = k;
+    batch.global_size = global_stop - global_start;
+    if (start == stop) return batch;
+    // Counters by position in the epoch: a shard draws what the whole batch would.
+    const kernels::PhiloxDraw draw{options.seed(), epoch_base(epoch) + kAugmentCounterBase + augment_counters(start)};
+    AugmentedBatch out = augment_batch(images, labels, order_on_device.slice(0, start, stop), options.augment(), draw);
+    batch.images = std::move(out.images);
+    batch.labels = std::move(out.labels);
     batch.indices.assign(order.begin() + start, order.begin() + stop);
     return batch;
   }
 };
+
+Piece piece_of(std::int64_t count, std::int64_t piece, std::int64_t index) {
+  BASIN_CHECK(count >= 0 && piece >= 1 && index >= 0, "piece_of: count ", count, ", piece ", piece, ", index ", index,
+              " (expected count >= 0, piece >= 1, index >= 0)");
+  // index * piece may exceed count (an empty piece) but never overflows: both are batch-sized.
+  const std::int64_t begin = std::min(count, index * piece);
+  return {begin, std::min(count, begin + piece)};
+}
 
 // ---------------------------------------------------------------- Epoch
 
@@ -174,6 +190,10 @@ BatchLoader::BatchLoader(const Dataset& dataset, const LoaderOptions& options) {
               " records; expected 1 to 2^30 - 1");
   BASIN_CHECK(options.batch_size() >= 1, "BatchLoader: batch_size must be >= 1, got ", options.batch_size());
   BASIN_CHECK(options.prefetch() >= 0, "BatchLoader: prefetch must be >= 0, got ", options.prefetch());
+  BASIN_CHECK(options.shards() >= 1 && options.shards() <= options.batch_size(), "BatchLoader: shards must be in [1, ",
+              "batch_size ", options.batch_size(), "], got ", options.shards());
+  BASIN_CHECK(options.shard() >= 0 && options.shard() < options.shards(), "BatchLoader: shard must be in [0, ",
+              options.shards(), "), got ", options.shard());
 
   auto state = std::make_shared<LoaderState>();
   state->dataset = dataset;

@@ -27,6 +27,13 @@
 //   default generator, so batches are the same with or without it.
 //
 // Subsets: Dataset::head(n) keeps the first n records (data/dataset.h).
+//
+// Data parallelism: with shards(N) and shard(r), each batch of batch_size
+// positions is cut into N consecutive pieces of ceil(batch_size / N) positions
+// and the loader yields piece r (the pieces of an epoch's short last batch
+// may be shorter, or empty). Every rank walks the same order with the same
+// augmentation draws, which are keyed by position, so the global batch, its
+// order and its augmentation do not depend on N.
 #pragma once
 
 #include <cstdint>
@@ -52,14 +59,26 @@ struct LoaderOptions {
   // Empty mean/std are taken from the dataset.
   BASIN_OPTION(AugmentOptions, augment) = AugmentOptions::none();
   BASIN_OPTION(std::int64_t, prefetch) = 2;  // CPU only: batches prepared ahead; 0 = no thread
+  BASIN_OPTION(std::int64_t, shards) = 1;    // data parallelism: ranks sharing each batch
+  BASIN_OPTION(std::int64_t, shard) = 0;     // this rank's piece, in [0, shards)
 };
 
+// Positions [begin, end) of piece `index` when `count` items are cut into
+// consecutive pieces of `piece` items: the last pieces may be shorter, or
+// empty (begin == end). The loader's shards and SAM's m-sharpness chunks.
+struct Piece {
+  std::int64_t begin = 0, end = 0;
+  std::int64_t size() const { return end - begin; }
+};
+Piece piece_of(std::int64_t count, std::int64_t piece, std::int64_t index);
+
 struct Batch {
-  Tensor images;  // float32 [B, C, H, W] on the loader's device
-  Tensor labels;  // int64 [B] on the loader's device
+  Tensor images;  // float32 [B, C, H, W] on the loader's device; undefined when this shard is empty
+  Tensor labels;  // int64 [B] on the loader's device; undefined when this shard is empty
   std::int64_t epoch = 0;
   std::int64_t index = 0;               // batch number within the epoch
   std::vector<std::int64_t> indices;    // the dataset records it holds, in order
+  std::int64_t global_size = 0;         // images in the whole batch, over every shard
   std::int64_t size() const { return static_cast<std::int64_t>(indices.size()); }
 };
 

@@ -243,6 +243,54 @@ TEST_CASE("loader: batches follow the documented Philox counters", "[data][loade
   CHECK(testing::equal(got.labels, expected.labels));
 }
 
+TEST_CASE("loader: N shards of every batch put together are the whole batch, augmentation included",
+          "[data][loader][dist]") {
+  // 47 records in batches of 10: the last batch has 7, cut into pieces of
+  // ceil(10 / N), so with 3 shards it splits 4 + 3 + 0 and with 4, 3 + 3 + 1 + 0.
+  const Dataset d = toy(47);
+  const LoaderOptions options =
+      LoaderOptions().batch_size(10).seed(8).augment(AugmentOptions().crop_padding(2).cutout(3));
+  const std::vector<Batch> whole = all_batches(BatchLoader(d, options), 3);
+  REQUIRE(whole.size() == 5);
+  for (const std::int64_t shards : {1, 2, 3, 4, 10}) {
+    INFO(shards << " shards");
+    std::vector<std::vector<Batch>> parts;
+    for (std::int64_t r = 0; r < shards; ++r) {
+      parts.push_back(all_batches(BatchLoader(d, LoaderOptions(options).shards(shards).shard(r)), 3));
+      REQUIRE(parts.back().size() == whole.size());  // every shard has every step, empty or not
+    }
+    for (std::size_t k = 0; k < whole.size(); ++k) {
+      INFO("batch " << k);
+      std::int64_t at = 0;
+      for (std::int64_t r = 0; r < shards; ++r) {
+        const Batch& part = parts[static_cast<std::size_t>(r)][k];
+        CHECK(part.global_size == whole[k].size());
+        CHECK(part.index == whole[k].index);
+        const Piece piece = piece_of(whole[k].size(), (10 + shards - 1) / shards, r);
+        REQUIRE(part.size() == piece.size());
+        CHECK(piece.begin == at);
+        at += part.size();
+        if (part.size() == 0) {
+          CHECK_FALSE(part.images.defined());
+          continue;
+        }
+        CHECK(part.indices == std::vector<std::int64_t>(whole[k].indices.begin() + piece.begin,
+                                                         whole[k].indices.begin() + piece.end));
+        CHECK(testing::equal(part.images, whole[k].images.slice(0, piece.begin, piece.end)));
+        CHECK(testing::equal(part.labels, whole[k].labels.slice(0, piece.begin, piece.end)));
+      }
+      CHECK(at == whole[k].size());
+    }
+  }
+  CHECK(piece_of(7, 4, 1).begin == 4);
+  CHECK(piece_of(7, 4, 1).end == 7);
+  CHECK(piece_of(7, 4, 2).size() == 0);
+  CHECK_THROWS_WITH(BatchLoader(d, LoaderOptions().batch_size(4).shards(5)),
+                    Contains("BatchLoader: shards must be in [1, batch_size 4], got 5"));
+  CHECK_THROWS_WITH(BatchLoader(d, LoaderOptions().shards(2).shard(2)),
+                    Contains("BatchLoader: shard must be in [0, 2), got 2"));
+}
+
 TEST_CASE("loader errors name the problem", "[data][loader]") {
   const Dataset d = toy(20);
   CHECK_THROWS_WITH(BatchLoader(d, LoaderOptions().batch_size(0)), Contains("BatchLoader: batch_size must be >= 1, got 0"));
