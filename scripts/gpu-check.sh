@@ -106,6 +106,14 @@ else
   fi
 fi
 
+# NCCL (data parallelism; one rank runs the real NCCL path in the [cuda] tests):
+# $NCCL_ROOT, else the CUDA toolkit's (CMake finds it), else PyTorch's pip package.
+nccl_root=${NCCL_ROOT:-}
+if [[ -z $nccl_root && ! ( -n $cuda_root && -f $cuda_root/include/nccl.h ) ]]; then
+  pip_nccl=$(python3 -c 'import nvidia.nccl; print(list(nvidia.nccl.__path__)[0])' 2>/dev/null || true)
+  [[ -n $pip_nccl && -f $pip_nccl/include/nccl.h ]] && nccl_root=$pip_nccl
+fi
+
 {
   echo "date:      $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
   echo "host:      $(uname -srm)"
@@ -136,6 +144,9 @@ fi
   else
     echo "not found (CUDNN_ROOT unset, none in the CUDA toolkit, no nvidia.cudnn Python package)"
   fi
+  echo
+  echo "## NCCL"
+  echo "root: ${nccl_root:-the CUDA toolkit's, or none (configure.log says)}"
 } >"$out/env.txt" 2>&1
 gpu=$(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader 2>/dev/null | head -n 1 || true)
 if [[ -n $gpu ]]; then
@@ -164,6 +175,7 @@ else
 fi
 [[ -n $nvcc_bin ]] && cmake_args+=("-DCMAKE_CUDA_COMPILER=$nvcc_bin")
 [[ -n $cudnn_root ]] && cmake_args+=("-DCUDNN_ROOT=$cudnn_root")
+[[ -n $nccl_root ]] && cmake_args+=("-DNCCL_ROOT=$nccl_root")
 
 built=0
 if run_step configure "$out/configure.log" "$(($(remaining) < 120 ? $(remaining) : 120))" cmake "${cmake_args[@]}"; then

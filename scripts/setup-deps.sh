@@ -17,8 +17,10 @@ set -euo pipefail
 # runtime, which basin does not use), hence ocl-icd-opencl-dev.
 # libopenblas-openmp-dev: OpenBLAS built with OpenMP, the engine's float64
 # convolutions and GEMM; its threads follow the engine's thread count.
+# libopenmpi-dev, openmpi-bin: Open MPI, data-parallel training (mpirun
+# basin-train; docs/distributed.md) and its tests.
 packages=(cmake ninja-build g++ catch2 libcli11-dev nlohmann-json3-dev libboost-context-dev
-          libdnnl-dev ocl-icd-opencl-dev libopenblas-openmp-dev)
+          libdnnl-dev ocl-icd-opencl-dev libopenblas-openmp-dev libopenmpi-dev openmpi-bin)
 # Optional groups, named on the command line, add to those.
 for group in "$@"; do
   case "$group" in

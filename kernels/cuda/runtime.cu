@@ -2,6 +2,7 @@
 // and the checks behind every launch.
 #include <cxxabi.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstdint>
 #include <cstdlib>
@@ -16,18 +17,26 @@ namespace basin::kernels::cuda {
 
 namespace {
 
+// The GPU this process drives (select_device); read once, when the context is made.
+std::atomic<int> selected_ordinal{0};
+std::atomic<bool> context_made{false};
+
 struct Context {
   cudaStream_t stream = nullptr;
   int multiprocessors = 0;
+  int ordinal = 0;
 
   Context() {
-    BASIN_CUDA_CHECK(cudaSetDevice(0));
+    int count = 0;
+    BASIN_CUDA_CHECK(cudaGetDeviceCount(&count));
+    ordinal = count > 0 ? selected_ordinal.load() % count : 0;
+    BASIN_CUDA_CHECK(cudaSetDevice(ordinal));
     BASIN_CUDA_CHECK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
-    BASIN_CUDA_CHECK(cudaDeviceGetAttribute(&multiprocessors, cudaDevAttrMultiProcessorCount, 0));
+    BASIN_CUDA_CHECK(cudaDeviceGetAttribute(&multiprocessors, cudaDevAttrMultiProcessorCount, ordinal));
     // Keep freed blocks in the pool instead of returning them to the driver at
     // every synchronization: this is what makes steady-state allocation free.
     cudaMemPool_t pool;
-    BASIN_CUDA_CHECK(cudaDeviceGetDefaultMemPool(&pool, 0));
+    BASIN_CUDA_CHECK(cudaDeviceGetDefaultMemPool(&pool, ordinal));
     std::uint64_t keep_everything = UINT64_MAX;
     BASIN_CUDA_CHECK(cudaMemPoolSetAttribute(pool, cudaMemPoolAttrReleaseThreshold, &keep_everything));
   }
@@ -36,12 +45,23 @@ struct Context {
 Context& context() {
   // Built on first use, after the caller checked that a device exists.
   static Context instance;
+  context_made.store(true);
   return instance;
 }
 
 }  // namespace
 
 cudaStream_t stream() { return context().stream; }
+
+void select_device(int ordinal) {
+  BASIN_CHECK(ordinal >= 0, "select_device: the GPU number must be >= 0, got ", ordinal);
+  BASIN_CHECK(!context_made.load() || context().ordinal == ordinal % std::max(device_count(), 1),
+              "select_device(", ordinal, ") after basin's CUDA context was made on GPU ", context().ordinal,
+              ": choose the GPU before any CUDA work");
+  selected_ordinal.store(ordinal);
+}
+
+int device_ordinal() { return context().ordinal; }
 
 namespace {
 std::atomic<long long> launches{0};
@@ -75,7 +95,7 @@ int device_count() {
 
 std::string device_description() {
   cudaDeviceProp prop{};
-  BASIN_CUDA_CHECK(cudaGetDeviceProperties(&prop, 0));
+  BASIN_CUDA_CHECK(cudaGetDeviceProperties(&prop, context().ordinal));
   std::ostringstream out;
   out.precision(1);
   out << prop.name << ", sm_" << prop.major << prop.minor << ", " << std::fixed

@@ -16,6 +16,12 @@ int device_count();
 std::string device_description();
 // True in a build with the CUDA emulator (-DBASIN_CUDA=EMULATE).
 bool is_emulator();
+// Picks the GPU this process drives (modulo the number of GPUs), before any
+// CUDA work: a data-parallel rank passes its local rank (core/distributed.h).
+// Throws when basin's CUDA context already lives on another GPU.
+void select_device(int ordinal);
+// The GPU basin's context lives on (makes the context).
+int device_ordinal();
 
 // Stream-ordered allocation on basin's stream from a pool that keeps freed
 // memory cached, so a training loop in steady state never calls cudaMalloc.
