@@ -4,10 +4,13 @@
 
 #include <csignal>
 #include <cstdio>
+#include <cstdlib>
 #include <iostream>
+#include <string>
 
 #include "apps/trainer.h"
 #include "core/cpu_engine.h"
+#include "core/distributed.h"
 #include "core/error.h"
 #include "nn/models/models.h"
 
@@ -17,6 +20,32 @@ void on_interrupt(int) {
   // The first Ctrl-C finishes the current step and saves; a second one ends the process at once.
   basin::apps::stop_requested().store(true);
   std::signal(SIGINT, SIG_DFL);
+}
+
+// "basin-train: error: ..." and exit 1; on N ranks the message names the
+// rank and every rank of the job ends (mpirun reports the abort).
+[[noreturn]] void fail(const std::string& message) {
+  int ranks = 1;
+  try {
+    ranks = basin::dist::world_size();
+  } catch (const std::exception&) {
+    // dist::init() itself failed: this process is on its own.
+  }
+  if (ranks > 1) {
+    std::cerr << "basin-train: rank " << basin::dist::rank() << " of " << basin::dist::world_size()
+              << ": error: " << message << "\n";
+    basin::dist::abort_job(1);
+  }
+  std::cerr << "basin-train: error: " << message << "\n";
+  std::exit(1);
+}
+
+// The run's config.json, read by rank 0 and sent to the others.
+basin::apps::TrainConfig read_run_config(const std::string& path) {
+  std::string text;
+  if (basin::dist::rank() == 0) text = basin::apps::TrainConfig::read_file(path).to_json();
+  basin::dist::broadcast(text, 0);
+  return basin::apps::TrainConfig::from_json(text, path);
 }
 
 }  // namespace
@@ -33,7 +62,7 @@ int main(int argc, char** argv) {
   app.add_option("--dataset", c.dataset, "cifar10 or cifar100")->capture_default_str();
   app.add_option("--data-dir", c.data_dir, "folder with the binary CIFAR files (scripts/download-cifar.sh fetches them)")
       ->capture_default_str();
-  app.add_option("--model", c.model, "resnet18, wrn16-8, wrn28-10, resnet20/32/44/56/110, cnn-small")
+  app.add_option("--model", c.model, "resnet18, wrn16-8, wrn28-10, resnet20/32/44/56/110, cnn-small, mlp")
       ->capture_default_str();
   app.add_option("--optimizer", c.optimizer, "sgd, sam or asam")->capture_default_str();
   app.add_option("--rho", c.rho, "neighbourhood size (default: 0.05 for SAM, 0.5 for ASAM)");
@@ -66,14 +95,29 @@ int main(int argc, char** argv) {
   app.add_flag("--no-shuffle", no_shuffle, "visit the training set in file order");
   app.add_option("--train-subset", c.train_subset, "train on the first N images (0: all)")->capture_default_str();
   app.add_option("--test-subset", c.test_subset, "test on the first N images (0: all)")->capture_default_str();
+  app.add_option("--sam-mode", c.sam_mode,
+                 "SAM/ASAM on several ranks (mpirun): global (all ranks perturb by the batch's gradient: single-device "
+                 "SAM) or replica (each by its own shard's gradient; one all-reduce less per step)")
+      ->capture_default_str();
+  app.add_option("--m-sharpness", c.m_sharpness,
+                 "perturb each chunk of this many images by its own gradient (0: off); on one device, what "
+                 "--sam-mode replica computes on batch/m ranks")
+      ->capture_default_str();
   app.add_option("--label-noise", c.label_noise,
                  "replace this fraction of the training labels, chosen by --seed, with another class at random "
                  "(the SAM paper's noisy-label experiment; test labels untouched)")
       ->capture_default_str();
   app.add_flag("--summary", summary, "print the model summary and exit");
   try {
+    basin::dist::init();  // joins the job when started by mpirun, before any CUDA work
+  } catch (const std::exception& e) {
+    fail(e.what());
+  }
+  try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
+    // Help and parse errors are printed by rank 0 only; every rank exits with the same status.
+    if (basin::dist::rank() != 0) return e.get_exit_code();
     return app.exit(e);
   }
   c.augment = !no_augment;
@@ -84,6 +128,7 @@ int main(int argc, char** argv) {
     if (threads > 0) basin::set_cpu_threads(threads);
     if (app.count("--rho")) BASIN_CHECK(c.rho > 0.0, "--rho must be positive, got ", c.rho);
     if (summary) {
+      if (basin::dist::rank() != 0) return 0;
       basin::nn::ModulePtr model = basin::nn::create_model(c.model, c.dataset == "cifar100" ? 100 : 10);
       std::cout << model->summary(basin::zeros({1, 3, 32, 32}));
       return 0;
@@ -92,7 +137,7 @@ int main(int argc, char** argv) {
       // Continue with the run's own configuration; only the length of the run
       // and the device may change.
       BASIN_CHECK(!c.out.empty(), "--resume needs --out, the folder of the run to continue");
-      TrainConfig saved = TrainConfig::read_file(c.out + "/config.json");
+      TrainConfig saved = read_run_config(c.out + "/config.json");
       if (app.count("--epochs")) saved.epochs = c.epochs;
       if (app.count("--device")) saved.device = c.device;
       if (app.count("--data-dir")) saved.data_dir = c.data_dir;
@@ -107,10 +152,12 @@ int main(int argc, char** argv) {
       return 0;
     }
     std::signal(SIGINT, on_interrupt);
+    // mpirun ends the job on SIGINT, but passes SIGUSR1 on to every rank: the
+    // way to stop a data-parallel run after its current step, with a checkpoint.
+    std::signal(SIGUSR1, on_interrupt);
     const auto result = basin::apps::train(c, train_set, test_set, std::cout);
     return result.interrupted ? 130 : 0;
   } catch (const std::exception& e) {
-    std::cerr << "basin-train: error: " << e.what() << "\n";
-    return 1;
+    fail(e.what());
   }
 }

@@ -15,6 +15,7 @@
 #include <iterator>
 #include <limits>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <ostream>
 #include <sstream>
 #include <type_traits>
@@ -22,6 +23,7 @@
 
 #include "core/autograd.h"
 #include "core/cpu_engine.h"
+#include "core/distributed.h"
 #include "core/elementwise.h"
 #include "core/file_io.h"
 #include "core/loss.h"
@@ -32,6 +34,7 @@
 #include "data/loader.h"
 #include "nn/loss.h"
 #include "nn/models/models.h"
+#include "optim/data_parallel.h"
 #include "optim/sam.h"
 #include "optim/schedule.h"
 #include "optim/sgd.h"
@@ -72,6 +75,15 @@ void TrainConfig::validate() const {
   BASIN_CHECK(!out.empty(), "--out must name the run folder, got an empty path");
   BASIN_CHECK(train_subset >= 0 && test_subset >= 0, "--train-subset and --test-subset must be non-negative");
   BASIN_CHECK(label_noise >= 0.0 && label_noise < 1.0, "--label-noise must be in [0, 1), got ", label_noise);
+  BASIN_CHECK(sam_mode == "global" || sam_mode == "replica", "--sam-mode must be global or replica, got '", sam_mode,
+              "'");
+  BASIN_CHECK(m_sharpness >= 0, "--m-sharpness must be non-negative (0: off), got ", m_sharpness);
+  BASIN_CHECK(m_sharpness == 0 || optimizer != "sgd", "--m-sharpness needs --optimizer sam or asam, got sgd");
+  BASIN_CHECK(m_sharpness <= batch_size, "--m-sharpness ", m_sharpness, " is larger than --batch-size ", batch_size);
+  BASIN_CHECK(ranks >= 1 && ranks <= batch_size, "--batch-size ", batch_size, " cannot be shared by ", ranks,
+              " ranks: each needs at least one image of every full batch");
+  BASIN_CHECK(m_sharpness == 0 || ranks == 1 || sam_mode == "replica", "--m-sharpness perturbs each chunk by its own ",
+              "gradient, which needs --sam-mode replica when training on ", ranks, " ranks");
   Device::parse(device);  // throws on an unknown device, or cuda without a GPU
   nn::check_model_name(model);
 }
@@ -89,7 +101,9 @@ std::string TrainConfig::to_json() const {
             {"seed", seed},           {"out", out},
             {"init", init},           {"shuffle", shuffle},
             {"train_subset", train_subset}, {"test_subset", test_subset},
-            {"label_noise", label_noise}};
+            {"label_noise", label_noise},
+            {"sam_mode", sam_mode},   {"m_sharpness", m_sharpness},
+            {"ranks", ranks}};
   return j.dump(2);
 }
 
@@ -164,6 +178,9 @@ TrainConfig TrainConfig::from_json(const std::string& text, const std::string& s
   read("train_subset", c.train_subset);
   read("test_subset", c.test_subset);
   read("label_noise", c.label_noise);
+  read("sam_mode", c.sam_mode);
+  read("m_sharpness", c.m_sharpness);
+  read("ranks", c.ranks);
   return c;
 }
 
@@ -339,8 +356,13 @@ Int metadata_number(const std::map<std::string, std::string>& metadata, const st
 std::string run_mismatch(const TrainConfig& config, const TrainConfig& checkpoint) {
   const json a = json::parse(config.to_json());
   const json b = json::parse(checkpoint.to_json());
-  for (const char* key : {"dataset", "model", "optimizer", "batch_size", "seed", "train_subset", "shuffle",
-                          "label_noise"}) {
+  std::vector<const char*> keys{"dataset", "model", "optimizer", "batch_size", "seed", "train_subset", "shuffle",
+                                 "label_noise", "sam_mode", "m_sharpness"};
+  // The global batch, its order and augmentation do not depend on the number
+  // of ranks, so a run may continue on another number, except where the
+  // ranks' shards are what SAM perturbs by.
+  if (config.optimizer != "sgd" && config.sam_mode == "replica") keys.push_back("ranks");
+  for (const char* key : keys) {
     if (a.at(key) != b.at(key)) {
       return std::string("'") + key + "' is " + a.at(key).dump() + " in config.json but " + b.at(key).dump() +
              " in the checkpoint";
@@ -474,26 +496,48 @@ std::string first_nonfinite_tensor(const nn::Module& model) {
   return "";
 }
 
+// Sums over every rank's shard of every batch: {loss sum, correct, images}.
+std::vector<double> global_sums(const Tally& tally) {
+  std::vector<double> sums{tally.loss_sum.item(), tally.correct.item(), static_cast<double>(tally.seen)};
+  dist::all_reduce_sum(sums);
+  return sums;
+}
+
+// Test loss and accuracy over the whole test set: each rank evaluates its
+// shard of every batch and the sums are added over the ranks.
 std::pair<double, double> evaluate(nn::Module& model, const data::BatchLoader& loader, double label_smoothing) {
   model.eval();
   NoGradGuard no_grad;
   Tally tally(loader.options().device());
   for (const data::Batch& batch : loader.epoch(0)) {
+    if (batch.size() == 0) continue;
     const Tensor logits = model(batch.images);
     tally.add(cross_entropy(logits, batch.labels, label_smoothing), logits, batch.labels);
   }
-  return {tally.mean_loss(), tally.accuracy()};
+  const std::vector<double> sums = global_sums(tally);
+  return {sums[2] > 0 ? sums[0] / sums[2] : 0.0, sums[2] > 0 ? sums[1] / sums[2] : 0.0};
 }
 
 // Evaluation batches: in order, normalization only (with the statistics of the
 // training split, which a test split carries), larger batches since no
-// gradients are kept.
+// gradients are kept; on N ranks each evaluates its shard of every batch.
 data::BatchLoader make_test_loader(const data::Dataset& test_set, std::int64_t batch_size, Device device) {
   return data::BatchLoader(test_set, data::LoaderOptions()
                                          .batch_size(std::max<std::int64_t>(batch_size, 256))
                                          .shuffle(false)
                                          .device(device)
-                                         .augment(data::AugmentOptions::none()));
+                                         .augment(data::AugmentOptions::none())
+                                         .shards(dist::world_size())
+                                         .shard(dist::rank()));
+}
+
+// A file's bytes, read by rank 0 and sent to every rank: the ranks of a job on
+// several machines need not share a filesystem.
+std::vector<std::uint8_t> read_on_rank0(const fs::path& path) {
+  std::string bytes;
+  if (dist::rank() == 0) bytes = read_whole_file(path.string(), "basin-train");
+  dist::broadcast(bytes, 0);
+  return std::vector<std::uint8_t>(bytes.begin(), bytes.end());
 }
 
 bool stdout_is_terminal(const std::ostream& log) { return &log == &std::cout && isatty(STDOUT_FILENO); }
@@ -517,9 +561,19 @@ std::string format_duration(double seconds) {
 
 // ---------------------------------------------------------------- training
 
-TrainResult train(const TrainConfig& config, const data::Dataset& clean_train_set, const data::Dataset& test_set,
-                  std::ostream& log) {
+TrainResult train(const TrainConfig& given, const data::Dataset& clean_train_set, const data::Dataset& test_set,
+                  std::ostream& lead_log) {
+  // Data parallelism: every rank runs this function; rank 0 alone logs and
+  // writes the run folder.
+  TrainConfig with_ranks = given;
+  with_ranks.ranks = dist::world_size();
+  const TrainConfig& config = with_ranks;
   config.validate();
+  const int rank = dist::rank();
+  const int ranks = dist::world_size();
+  const bool lead = rank == 0;
+  std::ostream silent(nullptr);  // discards everything: the log of ranks other than 0
+  std::ostream& log = lead ? lead_log : silent;
   // The label-noise experiment replaces training labels only. Its draws come
   // from their own Philox key (derived from the seed), so the weights and the
   // data order are those of the same run without noise, and a resume (same
@@ -529,7 +583,7 @@ TrainResult train(const TrainConfig& config, const data::Dataset& clean_train_se
   const auto flipped = static_cast<std::int64_t>(noisy.flipped.size());
   const Device device = Device::parse(config.device);
   const fs::path out(config.out);
-  create_run_folder(out);
+  if (lead) create_run_folder(out);
   const fs::path checkpoint_path = out / "checkpoint.safetensors";
   const fs::path metrics_path = out / "metrics.jsonl";
 
@@ -539,8 +593,9 @@ TrainResult train(const TrainConfig& config, const data::Dataset& clean_train_se
   TensorMap resumed;
   std::map<std::string, std::string> resumed_meta;
   if (config.resume) {
-    BASIN_CHECK(fs::exists(checkpoint_path), "--resume: no checkpoint at ", checkpoint_path.string());
-    resumed = load_safetensors(checkpoint_path.string(), &resumed_meta);
+    BASIN_CHECK(!lead || fs::exists(checkpoint_path), "--resume: no checkpoint at ", checkpoint_path.string());
+    const std::vector<std::uint8_t> bytes = read_on_rank0(checkpoint_path);
+    resumed = load_safetensors_from_bytes(bytes, checkpoint_path.string(), &resumed_meta);
     const auto saved_config = resumed_meta.find("config");
     BASIN_CHECK(saved_config != resumed_meta.end(), checkpoint_path.string(),
                 " is not a basin checkpoint (no 'config' in its metadata)");
@@ -551,6 +606,14 @@ TrainResult train(const TrainConfig& config, const data::Dataset& clean_train_se
     model->load_state_dict(model_tensors(load_safetensors(config.init)));
   }
   model->to(device);
+  // Every rank built the model from the same seed; rank 0's weights and
+  // buffers are sent to all the same, so the replicas start equal whatever
+  // else drew from their generators.
+  std::optional<optim::DataParallel> replicas;
+  if (ranks > 1) {
+    replicas.emplace(device);
+    replicas->broadcast_state(*model);
+  }
 
   auto sgd = std::make_shared<optim::SGD>(model->named_parameters(), optim::SGDOptions(config.lr)
                                                                          .momentum(config.momentum)
@@ -558,10 +621,20 @@ TrainResult train(const TrainConfig& config, const data::Dataset& clean_train_se
                                                                          .nesterov(config.nesterov));
   std::shared_ptr<optim::SAM> sam;  // SAM or ASAM over the SGD
   if (config.optimizer != "sgd") {
-    sam = std::make_shared<optim::SAM>(
-        sgd, optim::SAMOptions().rho(config.effective_rho()).adaptive(config.optimizer == "asam").eta(config.eta),
-        model.get());
+    sam = std::make_shared<optim::SAM>(sgd,
+                                       optim::SAMOptions()
+                                           .rho(config.effective_rho())
+                                           .adaptive(config.optimizer == "asam")
+                                           .eta(config.eta)
+                                           .mode(config.sam_mode == "replica" ? optim::SamMode::Replica
+                                                                              : optim::SamMode::Global),
+                                       model.get());
   }
+  // This rank's share of the current batch (its images / the batch's images):
+  // the weight of its gradients in the all-reduce.
+  double share = 1.0;
+  const auto reduce_gradients = [&] { replicas->reduce_gradients(sgd->arena(), share); };
+  if (sam && replicas) sam->set_gradient_sync(reduce_gradients);
   optim::Optimizer& optimizer = sam ? static_cast<optim::Optimizer&>(*sam) : *sgd;
 
   Progress progress;
@@ -581,8 +654,8 @@ TrainResult train(const TrainConfig& config, const data::Dataset& clean_train_se
     if (const auto so_far = resumed_meta.find("epoch_so_far"); so_far != resumed_meta.end()) {
       progress.epoch_so_far = so_far->second;
     }
-    reconcile_metrics(metrics_path, progress.epoch, progress.epoch_row);
-  } else {
+    if (lead) reconcile_metrics(metrics_path, progress.epoch, progress.epoch_row);
+  } else if (lead) {
     const fs::path config_path = out / "config.json";
     const bool holds_run = fs::exists(checkpoint_path) || fs::exists(config_path) || fs::exists(metrics_path);
     BASIN_CHECK(!holds_run || config.overwrite, config.out,
@@ -602,8 +675,14 @@ TrainResult train(const TrainConfig& config, const data::Dataset& clean_train_se
   // ---- data
   data::AugmentOptions augment = config.augment ? data::AugmentOptions() : data::AugmentOptions::none();
   if (config.augment && !config.cutout) augment.cutout(0);
-  const data::BatchLoader train_loader(
-      train_set, data::LoaderOptions().batch_size(config.batch_size).shuffle(config.shuffle).seed(config.seed).device(device).augment(augment));
+  const data::BatchLoader train_loader(train_set, data::LoaderOptions()
+                                                      .batch_size(config.batch_size)
+                                                      .shuffle(config.shuffle)
+                                                      .seed(config.seed)
+                                                      .device(device)
+                                                      .augment(augment)
+                                                      .shards(ranks)
+                                                      .shard(rank));
   const data::BatchLoader test_loader = make_test_loader(test_set, config.batch_size, device);
   const std::int64_t steps_per_epoch = train_loader.batches_per_epoch();
   const auto schedule = make_schedule(config, steps_per_epoch);
@@ -617,9 +696,17 @@ TrainResult train(const TrainConfig& config, const data::Dataset& clean_train_se
   }
   log << config.optimizer;
   if (sam) log << " rho " << config.effective_rho();
+  if (sam && ranks > 1) log << " (" << config.sam_mode << " perturbation)";
+  if (config.m_sharpness > 0) log << ", m-sharpness " << config.m_sharpness;
   log << ", " << config.epochs << (config.epochs == 1 ? " epoch" : " epochs") << " of " << steps_per_epoch
       << " steps, batch " << config.batch_size << ", device " << describe(device);
   if (device.is_cpu()) log << ", " << describe_cpu_engine();
+  if (ranks > 1) {
+    log << ", " << dist::describe_world() << ", " << dist::communicator(device).backend() << " all-reduce, "
+        << (config.batch_size + ranks - 1) / ranks << " images per rank";
+  } else if (!dist::mpi_is_built()) {
+    log << ", one process (basin was built without MPI: no data-parallel training)";
+  }
   log << "\n";
   if (progress.epoch > 0 || progress.batch > 0) {
     log << "resuming after epoch " << progress.epoch << (progress.batch ? " and batch " + std::to_string(progress.batch) : "")
@@ -640,7 +727,22 @@ TrainResult train(const TrainConfig& config, const data::Dataset& clean_train_se
                step_before + finite + 1, " (epoch ", epoch + 1, ", batch ", first_batch + finite + 1, ")",
                checkpoint_kept());
   };
+  // Before an evaluation or a checkpoint, every rank takes rank 0's BatchNorm
+  // running statistics (each rank's moved with its own shards), which is what
+  // PyTorch's DistributedDataParallel gives by broadcasting them before every
+  // forward pass: rank 0's never change by it. Then the replicas must agree
+  // bit for bit, weights and buffers, or the run stops.
+  const auto align_replicas = [&] {
+    if (!replicas) return;
+    replicas->broadcast_buffers(*model);
+    const std::uint64_t fingerprint = replicas->check_replicas_agree(*model);
+    char text[128];
+    std::snprintf(text, sizeof text, "weights and buffers identical on the %d ranks (fingerprint %016llx)\n", ranks,
+                  static_cast<unsigned long long>(fingerprint));
+    log << text;
+  };
   const auto save_if_finite = [&](const Progress& at) {
+    if (!lead) return;
     const std::string bad = first_nonfinite_tensor(*model);
     BASIN_CHECK(bad.empty(), "training diverged: '", bad, "' holds a NaN or an infinity after step ",
                 at.global_step, checkpoint_kept());
@@ -664,7 +766,9 @@ TrainResult train(const TrainConfig& config, const data::Dataset& clean_train_se
     EpochSoFar before;
     if (first_batch > 0 && !progress.epoch_so_far.empty()) {
       before = EpochSoFar::from_json(progress.epoch_so_far, checkpoint_path.string());
-      tally.restore(before);
+      // The saved sums cover every rank: rank 0 carries them, so that adding
+      // over the ranks at the end of the epoch counts them once.
+      if (lead) tally.restore(before);
     } else if (first_batch > 0) {
       log << "note: " << checkpoint_path.string() << " does not record the first " << first_batch
           << " steps of epoch " << e + 1 << "; its metrics row covers the steps after the resume\n";
@@ -680,33 +784,63 @@ TrainResult train(const TrainConfig& config, const data::Dataset& clean_train_se
       lr = schedule->lr_at(progress.global_step);
       optimizer.set_lr(lr);
       optimizer.zero_grad();
-      // SGD calls the closure once; SAM twice, at w and then at w + e. The
-      // first pass's logits and loss are what the epoch reports.
-      Tensor logits;
-      const Tensor loss = optimizer.step([&] {
-        Tensor out = (*model)(batch.images);
-        Tensor l = criterion(out, batch.labels);
+      const std::int64_t mine = batch.size();  // this rank's images (all of them on one rank)
+      share = static_cast<double>(mine) / static_cast<double>(batch.global_size);
+      // The loss and gradient of images [begin, end) of this rank's batch.
+      // SGD calls the closure once; SAM twice, at w and then at w + e; each
+      // chunk of m-sharpness twice. A first pass's loss and logits are what
+      // the epoch reports.
+      const auto pass = [&](std::int64_t begin, std::int64_t end, bool first_pass) {
+        if (begin == end) return zeros({}, TensorOptions(kFloat32).device(device));  // an empty shard
+        const Tensor images = batch.images.slice(0, begin, end);
+        const Tensor labels = batch.labels.slice(0, begin, end);
+        Tensor out = (*model)(images);
+        Tensor l = criterion(out, labels);
         l.backward();
-        if (!logits.defined()) logits = out.detach();
+        if (first_pass) tally.add(l, out.detach(), labels);
         return l;
-      });
-      tally.add(loss, logits, batch.labels);
+      };
+      if (config.m_sharpness > 0 && mine > 0) {
+        std::vector<double> weights;
+        std::vector<data::Piece> chunks;
+        for (std::int64_t c = 0; c * config.m_sharpness < mine; ++c) {
+          chunks.push_back(data::piece_of(mine, config.m_sharpness, c));
+          weights.push_back(static_cast<double>(chunks.back().size()) / static_cast<double>(mine));
+        }
+        std::vector<int> calls(chunks.size(), 0);
+        sam->step_chunks([&](std::size_t c) { return pass(chunks[c].begin, chunks[c].end, calls[c]++ == 0); }, weights);
+      } else {
+        bool first_pass = true;
+        optimizer.step([&] {
+          Tensor l = pass(0, mine, first_pass);
+          first_pass = false;
+          if (replicas && !sam) reduce_gradients();  // SAM reduces by its mode (set_gradient_sync)
+          return l;
+        });
+      }
       ++progress.global_step;
       ++done;
-      if (line.due(done)) {
-        line.show(done, tally.seen, tally.mean_loss(), tally.accuracy());
+      // The progress line is rank 0's: its shard's loss and accuracy so far,
+      // and images per second over all ranks (theirs are as many as its own).
+      if (lead && line.due(done)) {
+        line.show(done, tally.seen * ranks, tally.mean_loss(), tally.accuracy());
         stop_if_diverged(tally, e, first_batch, step_before);
       }
 
       // A stop after the epoch's last step lets the epoch end as usual (below):
       // a checkpoint in the middle of an epoch always has a batch left to run.
-      if (stop_requested().load() && done < steps_per_epoch) {
+      // The ranks stop after the same step: a stop any of them saw stops all.
+      const bool stop = ranks > 1 ? dist::any_rank(stop_requested().load()) : stop_requested().load();
+      if (stop) stop_requested().store(true);
+      if (stop && done < steps_per_epoch) {
         line.finish();
         stop_if_diverged(tally, e, first_batch, step_before);
+        const std::vector<double> sums = global_sums(tally);
+        align_replicas();
         progress.epoch = e;
         progress.batch = done;
         progress.epoch_so_far =
-            EpochSoFar{tally.loss_sum.item(), tally.correct.item(), tally.seen, epoch_seconds(), epoch_peak_memory()}
+            EpochSoFar{sums[0], sums[1], static_cast<std::int64_t>(sums[2]), epoch_seconds(), epoch_peak_memory()}
                 .to_json();
         save_if_finite(progress);
         log << "interrupted: saved " << checkpoint_path.string() << " at epoch " << e + 1 << ", batch " << done
@@ -719,14 +853,16 @@ TrainResult train(const TrainConfig& config, const data::Dataset& clean_train_se
     stop_if_diverged(tally, e, first_batch, step_before);
     const double seconds = epoch_seconds();
 
+    const std::vector<double> sums = global_sums(tally);  // {loss sum, correct, images} over the ranks
     EpochMetrics m;
     m.epoch = e + 1;
-    m.train_loss = tally.mean_loss();
-    m.train_accuracy = tally.accuracy();
+    m.train_loss = sums[2] > 0 ? sums[0] / sums[2] : 0.0;
+    m.train_accuracy = sums[2] > 0 ? sums[1] / sums[2] : 0.0;
     m.lr = lr;
     m.seconds = seconds;
-    m.images_per_second = seconds > 0 ? static_cast<double>(tally.seen) / seconds : 0.0;
+    m.images_per_second = seconds > 0 ? sums[2] / seconds : 0.0;
     m.peak_memory_bytes = epoch_peak_memory();
+    align_replicas();
     std::tie(m.test_loss, m.test_accuracy) = evaluate(*model, test_loader, config.label_smoothing);
     // Finite weights can still be far gone: logits that overflow to infinity.
     BASIN_CHECK(std::isfinite(m.test_loss), "training diverged: the test loss after epoch ", e + 1, " (step ",
@@ -741,8 +877,8 @@ TrainResult train(const TrainConfig& config, const data::Dataset& clean_train_se
     progress.epoch_row = m.to_json();
     progress.epoch_so_far.clear();
     save_if_finite(progress);
-    append_to_file(metrics_path.string(), m.to_json() + "\n", "basin-train");
-    if (sam && !sam->last_step_finite()) log << "warning: the last SAM step met a non-finite gradient norm\n";
+    if (lead) append_to_file(metrics_path.string(), m.to_json() + "\n", "basin-train");
+    if (lead && sam && !sam->last_step_finite()) log << "warning: the last SAM step met a non-finite gradient norm\n";
 
     char text[256];
     std::snprintf(text, sizeof text,
@@ -754,7 +890,7 @@ TrainResult train(const TrainConfig& config, const data::Dataset& clean_train_se
     log << text << std::flush;
     result.epochs_done = e + 1;
     result.last = m;
-    if (stop_requested().load() && e + 1 < config.epochs) {
+    if (dist::any_rank(stop_requested().load()) && e + 1 < config.epochs) {
       log << "interrupted: saved " << checkpoint_path.string() << " at the end of epoch " << e + 1
           << "; continue with --resume --out " << config.out << "\n";
       result.interrupted = true;
@@ -765,10 +901,15 @@ TrainResult train(const TrainConfig& config, const data::Dataset& clean_train_se
 }
 
 EpochMetrics evaluate_checkpoint(const TrainConfig& config, const std::string& checkpoint,
-                                 const data::Dataset& test_set, std::ostream& log) {
+                                 const data::Dataset& test_set, std::ostream& lead_log) {
+  // On N ranks each evaluates its shard of every batch (rank 0 reads the file
+  // and sends it, and alone reports).
+  std::ostream silent(nullptr);
+  std::ostream& log = dist::rank() == 0 ? lead_log : silent;
   const Device device = Device::parse(config.device);
   nn::ModulePtr model = nn::create_model(config.model, test_set.num_classes);
-  model->load_state_dict(model_tensors(load_safetensors(checkpoint)));
+  const std::vector<std::uint8_t> bytes = read_on_rank0(checkpoint);
+  model->load_state_dict(model_tensors(load_safetensors_from_bytes(bytes, checkpoint)));
   const std::string bad = first_nonfinite_tensor(*model);
   BASIN_CHECK(bad.empty(), checkpoint, ": '", bad, "' holds a NaN or an infinity: these weights come from a run that",
               " diverged");

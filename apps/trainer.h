@@ -47,6 +47,19 @@ struct TrainConfig {
   // by the seed, replaced by another class (data::with_label_noise); the test
   // labels are left alone.
   double label_noise = 0.0;
+  // SAM/ASAM under data parallelism (docs/distributed.md): "global" averages
+  // the first pass's gradient over the ranks, so every rank perturbs by the
+  // same e(w), exactly single-device SAM on the global batch; "replica"
+  // perturbs each rank by its own shard's gradient and skips that all-reduce
+  // (the SAM paper's recipe: m-sharpness with m = the rank's share of the batch).
+  std::string sam_mode = "global";
+  // m-sharpness on each process: the (local) batch is cut into chunks of this
+  // many images, each perturbed by its own gradient; 0: off. On one device
+  // with m = B / N it computes what "replica" mode computes on N ranks.
+  std::int64_t m_sharpness = 0;
+  // The number of processes (ranks) training together; set by train() from
+  // the job (dist::world_size), recorded in config.json.
+  std::int64_t ranks = 1;
 
   // The rho actually used (the optimizer's default when rho < 0).
   double effective_rho() const;
@@ -82,6 +95,10 @@ struct TrainResult {
 std::atomic<bool>& stop_requested();
 
 // Loads the datasets named by the config (with subsets applied).
+// Data-parallel jobs (mpirun, core/distributed.h): every rank calls train()
+// and evaluate_checkpoint() alike; each trains on its shard of every batch,
+// rank 0 alone logs and writes files, and the epoch metrics cover the whole
+// batch and the whole test set.
 std::pair<data::Dataset, data::Dataset> load_datasets(const TrainConfig& config);
 
 // Trains on the given data, writing config.json, metrics.jsonl and

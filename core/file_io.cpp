@@ -86,4 +86,24 @@ void append_to_file(const std::string& path, std::string_view text, const std::s
   BASIN_CHECK(::close(fd) == 0, what, ": cannot write ", path, ": ", reason(errno));
 }
 
+std::string read_whole_file(const std::string& path, const std::string& what) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  BASIN_CHECK(fd >= 0, what, ": cannot open ", path, ": ", reason(errno));
+  std::string bytes;
+  char buffer[1 << 16];
+  for (;;) {
+    const ssize_t n = ::read(fd, buffer, sizeof buffer);
+    if (n == 0) break;
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      const int error = errno;
+      ::close(fd);
+      BASIN_FAIL(what, ": cannot read ", path, ": ", reason(error));
+    }
+    bytes.append(buffer, static_cast<std::size_t>(n));
+  }
+  ::close(fd);
+  return bytes;
+}
+
 }  // namespace basin

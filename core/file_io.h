@@ -42,4 +42,7 @@ void write_file_atomically(const std::string& path, std::string_view text, const
 // Appends `text` to path (created when missing) and flushes it to disk.
 void append_to_file(const std::string& path, std::string_view text, const std::string& what);
 
+// The whole file's bytes; an error names `what`, the file and the reason.
+std::string read_whole_file(const std::string& path, const std::string& what);
+
 }  // namespace basin

@@ -201,11 +201,23 @@ SmallCnn::SmallCnn(std::int64_t num_classes) : Module("SmallCnn") {
   net->push_back(std::make_shared<Linear>(in, num_classes));
 }
 
+// ---------------------------------------------------------------- MLP
+
+Mlp::Mlp(std::int64_t num_classes, std::int64_t in_features, std::int64_t hidden) : Module("Mlp") {
+  fc1 = register_module("fc1", std::make_shared<Linear>(in_features, hidden));
+  fc2 = register_module("fc2", std::make_shared<Linear>(hidden, num_classes));
+}
+
+Tensor Mlp::forward(const Tensor& x) {
+  BASIN_CHECK(x.dim() >= 2, "Mlp: expected a batch of inputs [B, ...], got shape ", shape_str(x.shape()));
+  return (*fc2)(relu((*fc1)(x.flatten(1))));
+}
+
 // ---------------------------------------------------------------- registry
 
 std::vector<std::string> model_names() {
   return {"resnet18", "resnet20", "resnet32", "resnet44", "resnet56", "resnet110",
-          "wrn16-8",  "wrn28-10", "wrn<depth>-<width>", "cnn-small"};
+          "wrn16-8",  "wrn28-10", "wrn<depth>-<width>", "cnn-small", "mlp"};
 }
 
 namespace {
@@ -243,7 +255,7 @@ std::optional<std::pair<std::int64_t, std::int64_t>> wide_resnet_shape(const std
 }  // namespace
 
 void check_model_name(const std::string& name) {
-  if (name == "resnet18" || name == "cnn-small" || cifar_resnet_depth(name) || wide_resnet_shape(name)) return;
+  if (name == "resnet18" || name == "cnn-small" || name == "mlp" || cifar_resnet_depth(name) || wide_resnet_shape(name)) return;
   std::string known;
   for (const std::string& n : model_names()) known += (known.empty() ? "" : ", ") + n;
   BASIN_FAIL("unknown model '", name, "' (known: ", known, ")");
@@ -254,6 +266,7 @@ ModulePtr create_model(const std::string& name, std::int64_t num_classes) {
   BASIN_CHECK(num_classes > 0, "create_model: num_classes must be positive, got ", num_classes);
   if (name == "resnet18") return std::make_shared<ResNet18>(num_classes);
   if (name == "cnn-small") return std::make_shared<SmallCnn>(num_classes);
+  if (name == "mlp") return std::make_shared<Mlp>(num_classes);
   if (const auto depth = cifar_resnet_depth(name)) return std::make_shared<CifarResNet>(*depth, num_classes);
   const auto [depth, width] = *wide_resnet_shape(name);
   return std::make_shared<WideResNet>(depth, width, num_classes);

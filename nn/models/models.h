@@ -8,6 +8,9 @@
 //   resnet20/32/44/56/110  He et al.'s CIFAR ResNets with parameter-free
 //                       option-A shortcuts, as in akamaster/pytorch_resnet_cifar10
 //   cnn-small           a small, fast all-convolutional network for quick runs
+//   mlp                 a two-layer perceptron without BatchNorm (fc1, fc2): the
+//                       model whose gradient is exactly a mean over examples, for
+//                       checks where BatchNorm's per-batch statistics would differ
 #pragma once
 
 #include <string>
@@ -109,6 +112,14 @@ class SmallCnn : public Module {
   explicit SmallCnn(std::int64_t num_classes = 10);
   Tensor forward(const Tensor& x) override { return (*net)(x); }
   std::shared_ptr<Sequential> net;
+};
+
+// flatten -> fc1 (3 * 32 * 32 -> 256) -> ReLU -> fc2 (256 -> classes).
+class Mlp : public Module {
+ public:
+  explicit Mlp(std::int64_t num_classes = 10, std::int64_t in_features = 3 * 32 * 32, std::int64_t hidden = 256);
+  Tensor forward(const Tensor& x) override;
+  std::shared_ptr<Linear> fc1, fc2;
 };
 
 }  // namespace basin::nn

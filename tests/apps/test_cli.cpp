@@ -39,6 +39,10 @@ TEST_CASE("basin-train rejects bad values with one line and a non-zero exit", "[
       {"--threads 0 --device cpu", "--threads"},
       {"--label-noise 1.5 --device cpu", "--label-noise must be in [0, 1), got 1.5"},
       {"--label-noise -0.1 --device cpu", "--label-noise must be in [0, 1), got -0.1"},
+      {"--sam-mode local --device cpu", "--sam-mode must be global or replica, got 'local'"},
+      {"--m-sharpness 4 --optimizer sgd --device cpu", "--m-sharpness needs --optimizer sam or asam, got sgd"},
+      {"--m-sharpness 300 --batch-size 128 --device cpu", "--m-sharpness 300 is larger than --batch-size 128"},
+      {"--m-sharpness -2 --device cpu", "--m-sharpness must be non-negative (0: off), got -2"},
       {"--out '' --device cpu", "--out must name the run folder, got an empty path"},
       {"--resume --out /nonexistent/basin-run", "/nonexistent/basin-run/config.json not found"},
   };

@@ -29,6 +29,7 @@
 #include <utility>
 #include <vector>
 
+#include "support/cifar_files.h"
 #include "support/cuda.h"
 #include "support/run_program.h"
 #include "support/temp_dir.h"
@@ -36,30 +37,6 @@
 namespace {
 
 using basin::testing::TempDir;
-
-// A CIFAR-10 file of 10,000 records (label byte + 3 x 32 x 32 planar pixels):
-// each class has its own colour, with noise from a fixed generator.
-void write_cifar10_file(const std::string& path, std::uint32_t seed) {
-  constexpr int kRecords = 10000;
-  constexpr int kPixels = 32 * 32;
-  std::vector<unsigned char> bytes(static_cast<std::size_t>(kRecords) * (1 + 3 * kPixels));
-  std::uint32_t state = seed;
-  const auto next = [&] {
-    state = state * 1664525u + 1013904223u;  // Numerical Recipes' LCG: fixed, portable
-    return state >> 24;
-  };
-  std::size_t at = 0;
-  for (int i = 0; i < kRecords; ++i) {
-    const int label = static_cast<int>(next() % 10);
-    bytes[at++] = static_cast<unsigned char>(label);
-    for (int c = 0; c < 3; ++c) {
-      const int base = 60 + 40 * ((label + c) % 4);
-      for (int p = 0; p < kPixels; ++p) bytes[at++] = static_cast<unsigned char>(base + static_cast<int>(next() % 64));
-    }
-  }
-  std::ofstream(path, std::ios::binary).write(reinterpret_cast<const char*>(bytes.data()),
-                                              static_cast<std::streamsize>(bytes.size()));
-}
 
 basin::testing::ProgramOutcome run_trainer(const std::string& arguments) {
   return basin::testing::run_program(std::string(BASIN_TRAIN_EXE) + " " + arguments);
@@ -81,8 +58,7 @@ double metric(const std::string& run_dir, const std::string& key) {
 TEST_CASE("basin-train on CUDA reports the metrics of the same run on the CPU", "[trainer][cuda]") {
   BASIN_REQUIRE_CUDA();
   const TempDir dir("train_devices");
-  for (int i = 1; i <= 5; ++i) write_cifar10_file(dir.file("data_batch_" + std::to_string(i) + ".bin"), 10u + i);
-  write_cifar10_file(dir.file("test_batch.bin"), 99u);
+  basin::testing::write_cifar10_files(dir.str());
   const std::string common = "--data-dir " + dir.str() +
                              " --model resnet20 --optimizer sam --epochs 1 --batch-size 8 --train-subset 16"
                              " --test-subset 16 --lr 0.02 --seed 5 --no-cutout";
