@@ -7,11 +7,13 @@
 #
 # Steps: install missing Debian packages (scripts/setup-deps.sh), configure
 # build/ (Release, Ninja, CUDA backend when nvcc is found), build on every core,
-# run ctest in parallel. The build directory can be moved with BASIN_BUILD_DIR.
-# Exits non-zero when any step fails. On a machine without a GPU the [cuda]
-# tests are reported by ctest as skipped (listed under "did not run"); with
-# BASIN_CUDA=EMULATE (build directory build-emulate/) they run on basin's CUDA
-# emulator, which needs no GPU and no CUDA toolkit.
+# run ctest in parallel. The build directory can be moved with BASIN_BUILD_DIR;
+# BASIN_CMAKE_ARGS adds options to the configure step (CI compiles one CUDA
+# architecture: -DCMAKE_CUDA_ARCHITECTURES=90). Exits non-zero when any step
+# fails. On a machine without a GPU the [cuda] tests are reported by ctest as
+# skipped (listed under "did not run"); with BASIN_CUDA=EMULATE (build
+# directory build-emulate/) they run on basin's CUDA emulator, which needs no
+# GPU and no CUDA toolkit.
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -35,7 +37,8 @@ bash scripts/setup-deps.sh
 generator=()
 [[ -f $build/CMakeCache.txt ]] || generator=(-G Ninja)
 step "configuring $build (Release, BASIN_CUDA=$cuda)"
-cmake -S . -B "$build" "${generator[@]}" -DCMAKE_BUILD_TYPE=Release -DBASIN_CUDA="$cuda"
+read -r -a extra_args <<<"${BASIN_CMAKE_ARGS:-}"
+cmake -S . -B "$build" "${generator[@]}" -DCMAKE_BUILD_TYPE=Release -DBASIN_CUDA="$cuda" "${extra_args[@]}"
 
 step "building with $jobs jobs"
 cmake --build "$build" --parallel "$jobs"

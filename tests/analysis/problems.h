@@ -82,11 +82,12 @@ inline QuadraticProblem make_quadratic(const std::vector<double>& lambdas, bool 
   std::vector<double> u(d);
   for (std::size_t i = 0; i < d; ++i) u[i] = 1.0 + 0.5 * static_cast<double>(i) - 0.3 * static_cast<double>(i * i % 5);
   const double uu = host_dot(u, u);
-  p.q.assign(d, std::vector<double>(d, 0.0));  // p.q[i][k]: component k of eigenvector i
+  // Built, not assign()ed: GCC 12 warns falsely (-Wfree-nonheap-object) about assign on a nested vector.
+  p.q = std::vector<std::vector<double>>(d, std::vector<double>(d, 0.0));  // p.q[i][k]: component k of eigenvector i
   for (std::size_t i = 0; i < d; ++i) {
     for (std::size_t k = 0; k < d; ++k) p.q[i][k] = (i == k ? 1.0 : 0.0) - (rotate ? 2.0 * u[i] * u[k] / uu : 0.0);
   }
-  p.h.assign(d, std::vector<double>(d, 0.0));
+  p.h = std::vector<std::vector<double>>(d, std::vector<double>(d, 0.0));
   for (std::size_t i = 0; i < d; ++i) {
     for (std::size_t j = 0; j < d; ++j) {
       for (std::size_t k = 0; k < d; ++k) p.h[i][j] += p.q[k][i] * lambdas[k] * p.q[k][j];
