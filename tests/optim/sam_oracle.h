@@ -6,6 +6,8 @@
 #pragma once
 
 #include <memory>
+#include <string>
+#include <vector>
 
 #include "nn/module.h"
 #include "optim/sam.h"
@@ -29,5 +31,18 @@ class SamUnderTest {
 // builds an optim::SAM first, for its checks, and never steps it).
 std::unique_ptr<SamUnderTest> make_sam(bool fused, std::shared_ptr<optim::Optimizer> base,
                                        const optim::SAMOptions& options, nn::Module* model = nullptr);
+
+// The three flavours every SAM test runs: SAM, ASAM on "weight" tensors
+// (SamsungLabs/ASAM) and ASAM on every tensor (davda54's variant).
+inline std::vector<optim::SAMOptions> option_cases() {
+  return {optim::SAMOptions().rho(0.05), optim::SAMOptions().rho(0.5).adaptive(true).eta(0.01),
+          optim::SAMOptions().rho(0.5).adaptive(true).scope(optim::AsamScope::AllTensors)};
+}
+
+// "SAM", "ASAM (weights)" or "ASAM (all tensors)", for messages.
+inline std::string describe(const optim::SAMOptions& o) {
+  if (!o.adaptive()) return "SAM";
+  return o.scope() == optim::AsamScope::AllTensors ? "ASAM (all tensors)" : "ASAM (weights)";
+}
 
 }  // namespace basin::testing

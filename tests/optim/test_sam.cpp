@@ -28,8 +28,10 @@
 
 using namespace basin;
 using namespace basin::optim;
+using basin::testing::describe;
 using basin::testing::equal;
 using basin::testing::fixture_tensor;
+using basin::testing::option_cases;
 using basin::testing::relative_error;
 
 namespace {
@@ -210,15 +212,6 @@ class PlainDescent : public Optimizer {
   void load_state_dict(const TensorMap& state) override { check_state(state, {}); }
 };
 
-std::vector<SAMOptions> option_cases() {
-  return {SAMOptions().rho(0.05), SAMOptions().rho(0.5).adaptive(true).eta(0.01),
-          SAMOptions().rho(0.5).adaptive(true).scope(AsamScope::AllTensors)};
-}
-
-std::string describe(const SAMOptions& o) {
-  if (!o.adaptive()) return "SAM";
-  return o.scope() == AsamScope::AllTensors ? "ASAM (all tensors)" : "ASAM (weights)";
-}
 
 }  // namespace
 

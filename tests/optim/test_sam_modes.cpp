@@ -20,13 +20,16 @@
 #include "core/reduce.h"
 #include "nn/layers.h"
 #include "optim/sam.h"
+#include "optim/sam_oracle.h"
 #include "optim/sgd.h"
 #include "support/compare.h"
 #include "support/cuda.h"
 
 using namespace basin;
 using namespace basin::optim;
+using basin::testing::describe;
 using basin::testing::equal;
+using basin::testing::option_cases;
 using basin::testing::relative_error;
 
 namespace {
@@ -123,15 +126,6 @@ void check_states_close(const TensorMap& got, const TensorMap& expected, double 
   }
 }
 
-std::vector<SAMOptions> option_cases() {
-  return {SAMOptions().rho(0.05), SAMOptions().rho(0.5).adaptive(true).eta(0.01),
-          SAMOptions().rho(0.5).adaptive(true).scope(AsamScope::AllTensors)};
-}
-
-std::string describe(const SAMOptions& o) {
-  if (!o.adaptive()) return "SAM";
-  return o.scope() == AsamScope::AllTensors ? "ASAM (all tensors)" : "ASAM (weights)";
-}
 
 void set_weights(const std::vector<Tensor>& params, const std::vector<Tensor>& values) {
   NoGradGuard no_grad;
