@@ -703,7 +703,7 @@ TrainResult train(const TrainConfig& given, const data::Dataset& clean_train_set
   if (device.is_cpu()) log << ", " << describe_cpu_engine();
   if (ranks > 1) {
     log << ", " << dist::describe_world() << ", " << dist::communicator(device).backend() << " all-reduce, "
-        << (config.batch_size + ranks - 1) / ranks << " images per rank";
+        << data::piece_size(config.batch_size, ranks) << " images per rank";
   } else if (!dist::mpi_is_built()) {
     log << ", one process (basin was built without MPI: no data-parallel training)";
   }

@@ -82,7 +82,7 @@ struct LoaderState {
     const std::int64_t global_start = k * batch_size;
     const std::int64_t global_stop = std::min(global_start + batch_size, dataset.size());
     // This rank's piece of the batch (the whole batch with one shard).
-    const std::int64_t piece = (batch_size + options.shards() - 1) / options.shards();
+    const std::int64_t piece = piece_size(batch_size, options.shards());
     const Piece mine = piece_of(global_stop - global_start, piece, options.shard());
     const std::int64_t start = global_start + mine.begin;
     const std::int64_t stop = global_start + mine.end;
@@ -107,6 +107,13 @@ Piece piece_of(std::int64_t count, std::int64_t piece, std::int64_t index) {
   // index * piece may exceed count (an empty piece) but never overflows: both are batch-sized.
   const std::int64_t begin = std::min(count, index * piece);
   return {begin, std::min(count, begin + piece)};
+}
+
+std::int64_t piece_size(std::int64_t batch_size, std::int64_t shards) {
+  BASIN_CHECK(batch_size >= 1 && shards >= 1, "piece_size: batch_size ", batch_size, " and shards ", shards,
+              " must be positive");
+  // Written so that no sum can overflow: batch_size may be any positive int64.
+  return batch_size / shards + (batch_size % shards != 0 ? 1 : 0);
 }
 
 // ---------------------------------------------------------------- Epoch

@@ -71,6 +71,9 @@ struct Piece {
   std::int64_t size() const { return end - begin; }
 };
 Piece piece_of(std::int64_t count, std::int64_t piece, std::int64_t index);
+// ceil(batch_size / shards): the positions each shard of a full batch gets
+// (batch_size >= 1, shards >= 1; no overflow for any int64).
+std::int64_t piece_size(std::int64_t batch_size, std::int64_t shards);
 
 struct Batch {
   Tensor images;  // float32 [B, C, H, W] on the loader's device; undefined when this shard is empty

@@ -285,6 +285,8 @@ TEST_CASE("loader: N shards of every batch put together are the whole batch, aug
   CHECK(piece_of(7, 4, 1).begin == 4);
   CHECK(piece_of(7, 4, 1).end == 7);
   CHECK(piece_of(7, 4, 2).size() == 0);
+  CHECK(piece_size(10, 4) == 3);
+  CHECK(piece_size(std::numeric_limits<std::int64_t>::max(), 2) == std::int64_t{1} << 62);
   CHECK_THROWS_WITH(BatchLoader(d, LoaderOptions().batch_size(4).shards(5)),
                     Contains("BatchLoader: shards must be in [1, batch_size 4], got 5"));
   CHECK_THROWS_WITH(BatchLoader(d, LoaderOptions().shards(2).shard(2)),
