@@ -27,6 +27,7 @@
 #include <fstream>
 #include <functional>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -168,14 +169,23 @@ void replicas_agree_and_resume(const std::string& device, const std::string& mod
   }
   std::ifstream metrics(dir.file("resumed/metrics.jsonl"));
   int rows = 0;
-  for (std::string line; std::getline(metrics, line);) ++rows;
+  std::string last_row;
+  for (std::string line; std::getline(metrics, line);) {
+    ++rows;
+    last_row = line;
+  }
   CHECK(rows == 2);
   CHECK_FALSE(fs::exists(dir.file("resumed/metrics.jsonl.tmp")));
-  // One process evaluates what two trained.
+  // One process evaluates what two trained, and finds the test accuracy the
+  // two ranks reported for the whole test set (each evaluated its shard).
   const auto eval = run(trainer() + common + " --epochs 2 --out " + dir.file("resumed") + " --eval " +
                         dir.file("resumed/checkpoint.safetensors"));
   require_success(eval);
-  CHECK_THAT(eval.output, Catch::Contains("evaluated"));
+  const std::size_t at = eval.output.find("accuracy ");
+  REQUIRE(at != std::string::npos);
+  const double evaluated = std::strtod(eval.output.c_str() + at + 9, nullptr) / 100.0;
+  const nlohmann::json row = nlohmann::json::parse(last_row);
+  CHECK(std::abs(row.at("test_accuracy").get<double>() - evaluated) < 1e-4);  // printed with 2 decimals of a percent
 }
 
 // Rank 1 is given a data folder that does not exist: it throws while rank 0
