@@ -31,12 +31,13 @@ void on_interrupt(int) {
   } catch (const std::exception&) {
     // dist::init() itself failed: this process is on its own.
   }
-  if (ranks > 1) {
-    std::cerr << "basin-train: rank " << basin::dist::rank() << " of " << basin::dist::world_size()
-              << ": error: " << message << "\n";
-    basin::dist::abort_job(1);
-  }
-  std::cerr << "basin-train: error: " << message << "\n";
+  // One write of the whole line: mpirun forwards each write of a rank as it
+  // comes, between the lines of its own abort report.
+  const std::string line = ranks > 1 ? "basin-train: rank " + std::to_string(basin::dist::rank()) + " of " +
+                                           std::to_string(ranks) + ": error: " + message + "\n"
+                                     : "basin-train: error: " + message + "\n";
+  std::cerr << line << std::flush;
+  if (ranks > 1) basin::dist::abort_job(1);
   std::exit(1);
 }
 
